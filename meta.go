@@ -1,0 +1,106 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SchemaVersion is the version of the file format, written to the meta file.
+const SchemaVersion = "1.0.0"
+
+// Meta is the summary kept in <name>_meta.json. It is a cache for people and
+// tools: the JSONL files are the truth, and Open rebuilds the counts from them.
+type Meta struct {
+	Name           string    // experiment_name
+	StartedAt      time.Time // when the checkpoint was first created
+	LastUpdated    time.Time
+	TotalItems     int // items in the latest Iterate
+	CompletedItems int // distinct keys whose latest outcome is a result
+	FailedItems    int // distinct keys whose latest outcome is an error
+	SchemaVersion  string
+}
+
+// metaFile is the file's exact shape. The Python library refuses a meta file
+// with any other field, so nothing else goes in.
+type metaFile struct {
+	ExperimentName string `json:"experiment_name"`
+	StartedAt      string `json:"started_at"`
+	LastUpdated    string `json:"last_updated"`
+	TotalItems     int    `json:"total_items"`
+	CompletedItems int    `json:"completed_items"`
+	FailedItems    int    `json:"failed_items"`
+	SchemaVersion  string `json:"schema_version"`
+}
+
+func (m Meta) marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(metaFile{
+		ExperimentName: m.Name,
+		StartedAt:      string(appendTimestamp(nil, m.StartedAt)),
+		LastUpdated:    string(appendTimestamp(nil, m.LastUpdated)),
+		TotalItems:     m.TotalItems,
+		CompletedItems: m.CompletedItems,
+		FailedItems:    m.FailedItems,
+		SchemaVersion:  m.SchemaVersion,
+	}, "", "  ")
+	return append(b, '\n'), err
+}
+
+// readMeta reads a meta file. An empty or unparseable file is an error: the
+// caller rebuilds the meta from the JSONL files.
+func readMeta(path string) (Meta, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Meta{}, err
+	}
+	if len(b) == 0 {
+		return Meta{}, errors.New("meta file is empty")
+	}
+	var f metaFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return Meta{}, err
+	}
+	m := Meta{
+		Name:           f.ExperimentName,
+		TotalItems:     f.TotalItems,
+		CompletedItems: f.CompletedItems,
+		FailedItems:    f.FailedItems,
+		SchemaVersion:  f.SchemaVersion,
+	}
+	m.StartedAt, _ = parseTimestamp([]byte(f.StartedAt))
+	m.LastUpdated, _ = parseTimestamp([]byte(f.LastUpdated))
+	return m, nil
+}
+
+// writeFileAtomic replaces path with b so that a crash at any moment leaves
+// either the old file or the new one, never an empty or partial file: write a
+// temporary file, sync it, rename it over path, and sync the folder so the
+// rename itself is durable.
+func writeFileAtomic(path string, b []byte) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(b); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

@@ -1,0 +1,300 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// The line format, shared with the Python library:
+//
+//	{"key": <key>, "result": <any JSON>, "timestamp": "<ISO 8601>"}
+//	{"key": <key>, "error": "<message>", "timestamp": "<ISO 8601>"}
+//
+// We write it compact, with the timestamp last; errors lines carry an extra
+// "attempt" field before it. We read both our compact form and Python's
+// json.dumps form (", " and ": " separators) on a fast path that looks only at
+// the key and the framing, and anything else that is valid JSON on a slow path.
+
+// tsLayout has a fixed width and a zone offset; Python's
+// datetime.fromisoformat reads it.
+const tsLayout = "2006-01-02T15:04:05.000000-07:00"
+
+func appendTimestamp(dst []byte, t time.Time) []byte {
+	return t.AppendFormat(dst, tsLayout)
+}
+
+// parseTimestamp reads our timestamps and Python's naive local ones
+// (microseconds omitted when zero).
+func parseTimestamp(b []byte) (time.Time, bool) {
+	s := string(b)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	if t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.Local); err == nil {
+		return t, true
+	}
+	return time.Time{}, false
+}
+
+func appendResultLine(dst, key, result []byte, ts time.Time) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = append(dst, key...)
+	dst = append(dst, `,"result":`...)
+	dst = append(dst, result...)
+	dst = append(dst, `,"timestamp":"`...)
+	dst = appendTimestamp(dst, ts)
+	return append(dst, "\"}\n"...)
+}
+
+func appendErrorLine(dst, key []byte, msg string, attempt int, ts time.Time) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = append(dst, key...)
+	dst = append(dst, `,"error":`...)
+	dst = appendJSONString(dst, msg)
+	dst = append(dst, `,"attempt":`...)
+	dst = strconv.AppendInt(dst, int64(attempt), 10)
+	dst = append(dst, `,"timestamp":"`...)
+	dst = appendTimestamp(dst, ts)
+	return append(dst, "\"}\n"...)
+}
+
+// record is one parsed line. Its slices point into the line.
+type record struct {
+	key  []byte // the key's raw JSON
+	body []byte // the raw JSON after the key: the result, or the error message
+	ts   []byte // the timestamp's text, without quotes; empty if absent
+}
+
+// parseRecord splits a line (without its newline) into its parts. ok is false
+// when the line is not a record: garbage, or a line cut short.
+func parseRecord(line []byte) (rec record, ok bool) {
+	if rec, ok = parseRecordFast(line); ok {
+		return rec, true
+	}
+	return parseRecordSlow(line)
+}
+
+// parseRecordFast reads the key and checks the line's framing: it must end in
+// a complete timestamp field, which a line cut short by a crash does not have.
+func parseRecordFast(b []byte) (rec record, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return rec, false
+	}
+	i = skipSpace(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte(`"key"`)) {
+		return rec, false
+	}
+	i = skipSpace(b, i+len(`"key"`))
+	if i >= len(b) || b[i] != ':' {
+		return rec, false
+	}
+	i = skipSpace(b, i+1)
+	end, ok := skipValue(b, i)
+	if !ok {
+		return rec, false
+	}
+	rec.key = b[i:end]
+	i = skipSpace(b, end)
+	if i >= len(b) || b[i] != ',' {
+		return rec, false
+	}
+	i = skipSpace(b, i+1)
+	if end, ok = skipString(b, i); !ok {
+		return rec, false
+	}
+	i = skipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return rec, false
+	}
+	bodyStart := skipSpace(b, i+1)
+
+	// From the end: `, "timestamp": "<ts>" }`.
+	j := skipSpaceBack(b, len(b))
+	if j == 0 || b[j-1] != '}' {
+		return rec, false
+	}
+	j = skipSpaceBack(b, j-1)
+	if j == 0 || b[j-1] != '"' {
+		return rec, false
+	}
+	tsEnd := j - 1
+	q := bytes.LastIndexByte(b[:tsEnd], '"')
+	if q < 0 || bytes.IndexByte(b[q+1:tsEnd], '\\') >= 0 {
+		return rec, false
+	}
+	rec.ts = b[q+1 : tsEnd]
+	j = skipSpaceBack(b, q)
+	if j == 0 || b[j-1] != ':' {
+		return rec, false
+	}
+	j = skipSpaceBack(b, j-1)
+	if !bytes.HasSuffix(b[:j], []byte(`"timestamp"`)) {
+		return rec, false
+	}
+	j = skipSpaceBack(b, j-len(`"timestamp"`))
+	if j == 0 || b[j-1] != ',' {
+		return rec, false
+	}
+	bodyEnd := skipSpaceBack(b, j-1)
+	if bodyEnd <= bodyStart {
+		return rec, false
+	}
+	rec.body = b[bodyStart:bodyEnd]
+	return rec, true
+}
+
+// parseRecordSlow accepts any JSON object with a "key" field, in any order.
+func parseRecordSlow(line []byte) (rec record, ok bool) {
+	var v struct {
+		Key       json.RawMessage `json:"key"`
+		Result    json.RawMessage `json:"result"`
+		Error     json.RawMessage `json:"error"`
+		Timestamp string          `json:"timestamp"`
+	}
+	if json.Unmarshal(line, &v) != nil || v.Key == nil {
+		return rec, false
+	}
+	rec.key = v.Key
+	rec.body = v.Result
+	if v.Error != nil {
+		rec.body = v.Error
+	}
+	rec.ts = []byte(v.Timestamp)
+	return rec, true
+}
+
+// errorFields decodes the parts of an errors line that only AllErrors needs.
+func errorFields(line []byte) (msg string, ts time.Time) {
+	var v struct {
+		Error     json.RawMessage `json:"error"`
+		Timestamp string          `json:"timestamp"`
+	}
+	if json.Unmarshal(line, &v) != nil {
+		return "", time.Time{}
+	}
+	if json.Unmarshal(v.Error, &msg) != nil {
+		// Not a string: show the JSON as written.
+		msg = string(v.Error)
+	}
+	ts, _ = parseTimestamp([]byte(v.Timestamp))
+	return msg, ts
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipSpaceBack returns the end of b[:j] without trailing white space.
+func skipSpaceBack(b []byte, j int) int {
+	for j > 0 && (b[j-1] == ' ' || b[j-1] == '\t' || b[j-1] == '\r' || b[j-1] == '\n') {
+		j--
+	}
+	return j
+}
+
+// skipString returns the index just past the JSON string that starts at i.
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return i, false
+}
+
+// skipValue returns the index just past the JSON value that starts at i. It
+// checks the nesting of brackets and strings, not the whole grammar; keys are
+// decoded fully afterwards.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				end, ok := skipString(b, i)
+				if !ok {
+					return end, false
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return i, false
+	}
+	start := i
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' {
+		i++
+	}
+	return i, i > start
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as in encoding/json; callers that need an exact round trip check first.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,254 @@
+package checkpoint
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// appendFile is what a journal needs from its file. *os.File is the real
+// one; tests put a failing file behind it.
+type appendFile interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
+// journal is one append-only JSONL file: the results or the errors.
+//
+// Every record is one complete line handed to the kernel in one write call,
+// so a record whose save returned survives the death of the process. The
+// caller serialises appends (the runner's mutex); reads use ReadAt and may
+// run alongside, up to size.
+type journal struct {
+	path string
+	f    appendFile
+	size int64 // bytes of complete lines: the next record's offset
+	// dirty is set when a failed write may have left part of a line behind
+	// and cutting it off failed too; nothing is appended until it is cut.
+	dirty bool
+}
+
+func openJournal(path string) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &journal{path: path, f: f}, nil
+}
+
+// append writes line, which ends in a newline, and returns its offset.
+func (j *journal) append(line []byte) (int64, error) {
+	if j.dirty {
+		if err := j.f.Truncate(j.size); err != nil {
+			return 0, fmt.Errorf("checkpoint: %s: cut a partial line: %w", j.path, err)
+		}
+		j.dirty = false
+	}
+	off := j.size
+	n, err := j.f.Write(line)
+	if err != nil {
+		if n > 0 {
+			// Never leave half a record for the next one to be glued to.
+			if terr := j.f.Truncate(off); terr != nil {
+				j.dirty = true
+			}
+		}
+		return 0, fmt.Errorf("checkpoint: write %s: %w", j.path, err)
+	}
+	j.size += int64(n)
+	return off, nil
+}
+
+// readLine returns the line that starts at off, without its newline.
+func (j *journal) readLine(off int64) ([]byte, error) {
+	buf := make([]byte, 512)
+	var line []byte
+	for {
+		n, err := j.f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return append(line, buf[:i]...), nil
+		}
+		line = append(line, buf[:n]...)
+		off += int64(n)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("checkpoint: read %s: %w", j.path, err)
+		}
+		if len(buf) < 1<<20 {
+			buf = make([]byte, 2*len(buf))
+		}
+	}
+}
+
+// lineScanner reads the complete lines of a file between two offsets with
+// ReadAt, in large blocks, without copying lines out of its buffer.
+type lineScanner struct {
+	buf []byte
+}
+
+// scan calls fn for each complete line in [from, to), with its offset and its
+// 1-based number counted from from. The slice passed to fn is only valid
+// during the call. It returns the offset just past the last complete line;
+// the bytes from there to to have no newline.
+func (s *lineScanner) scan(r io.ReaderAt, from, to int64, fn func(off int64, lineNo int, line []byte) error) (int64, error) {
+	if s.buf == nil {
+		s.buf = make([]byte, 1<<20)
+	}
+	lineNo := 0
+	pos := from // file offset of s.buf[0]
+	filled := 0
+	for pos+int64(filled) < to {
+		if filled == len(s.buf) {
+			// One line fills the whole buffer: make room.
+			s.buf = append(s.buf, make([]byte, len(s.buf))...)
+		}
+		want := min(int64(len(s.buf)-filled), to-pos-int64(filled))
+		n, err := r.ReadAt(s.buf[filled:filled+int(want)], pos+int64(filled))
+		filled += n
+		if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			if errors.Is(err, io.EOF) {
+				break // the file shrank under us (Clear): stop at what was read
+			}
+			return pos, err
+		}
+		start := 0
+		for {
+			i := bytes.IndexByte(s.buf[start:filled], '\n')
+			if i < 0 {
+				break
+			}
+			lineNo++
+			if err := fn(pos+int64(start), lineNo, s.buf[start:start+i]); err != nil {
+				return pos + int64(start), err
+			}
+			start += i + 1
+		}
+		copy(s.buf, s.buf[start:filled])
+		pos += int64(start)
+		filled -= start
+	}
+	return pos, nil
+}
+
+// load reads the whole file, calling fn for every record, and repairs a torn
+// tail: a last line without a newline. If that line is a complete record it
+// is kept and given its newline; otherwise it is cut off and kept in a .torn
+// file beside the journal. A bad line anywhere else is an error wrapping
+// ErrCorrupt that names the line: it is never silently dropped.
+func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) error {
+	size, err := fileSize(j.f)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", j.path, err)
+	}
+	var sc lineScanner
+	lastLine := 0
+	good, err := sc.scan(j.f, 0, size, func(off int64, lineNo int, line []byte) error {
+		lastLine = lineNo
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil
+		}
+		rec, ok := parseRecord(line)
+		if !ok {
+			return fmt.Errorf("%w: %s line %d is not a record: %.60q", ErrCorrupt, j.path, lineNo, line)
+		}
+		return fn(off, rec)
+	})
+	if err != nil {
+		return err
+	}
+	j.size = good
+	if good == size {
+		return nil
+	}
+	tail := make([]byte, size-good)
+	if _, err := j.f.ReadAt(tail, good); err != nil {
+		return fmt.Errorf("checkpoint: read %s: %w", j.path, err)
+	}
+	if rec, ok := parseRecord(bytes.TrimSuffix(tail, []byte{'\r'})); ok {
+		j.size = size
+		if _, err := j.append([]byte{'\n'}); err != nil {
+			return err
+		}
+		j.size = size + 1
+		log.Warn("checkpoint: the last line had no newline; added it", "file", j.path, "line", lastLine+1)
+		return fn(good, rec)
+	}
+	side := j.path + ".torn"
+	if err := appendSync(side, append(tail, '\n')); err != nil {
+		return fmt.Errorf("checkpoint: save the torn tail of %s: %w", j.path, err)
+	}
+	if err := j.f.Truncate(good); err != nil {
+		return fmt.Errorf("checkpoint: cut the torn tail of %s: %w", j.path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("checkpoint: sync %s: %w", j.path, err)
+	}
+	log.Warn("checkpoint: cut a torn last line (the process died while writing it)",
+		"file", j.path, "line", lastLine+1, "bytes", len(tail), "saved_to", side)
+	return nil
+}
+
+// truncate empties the journal.
+func (j *journal) truncate() error {
+	if err := j.f.Truncate(0); err != nil {
+		return fmt.Errorf("checkpoint: clear %s: %w", j.path, err)
+	}
+	j.size = 0
+	j.dirty = false
+	return j.f.Sync()
+}
+
+func fileSize(f appendFile) (int64, error) {
+	st, ok := f.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return 0, errors.New("file has no size")
+	}
+	fi, err := st.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// appendSync appends b to the file at path and syncs it.
+func appendSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// estimateLines guesses the number of lines in the journal from its first
+// block, so the index can be sized once instead of growing step by step.
+func (j *journal) estimateLines() int {
+	size, err := fileSize(j.f)
+	if err != nil || size == 0 {
+		return 0
+	}
+	buf := make([]byte, min(size, 64<<10))
+	n, _ := j.f.ReadAt(buf, 0)
+	lines := bytes.Count(buf[:n], []byte{'\n'})
+	if lines == 0 {
+		return 1
+	}
+	return int(size * int64(lines) / int64(n))
+}
