@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"strconv"
 	"unicode/utf8"
@@ -23,6 +24,11 @@ import (
 type keyCodec[K comparable] struct {
 	encode func(dst []byte, k K) ([]byte, error)
 	decode func(raw []byte) (K, error)
+	// decodeIn is decode for keys that are kept (Open's index): string
+	// keys take their bytes from a, one allocation per many keys. It is
+	// decode for the other kinds.
+	decodeIn func(raw []byte, a *keyArena) (K, error)
+	hash     func(k K) uint64 // seeded afresh for every codec, for the index
 }
 
 var (
@@ -35,6 +41,16 @@ func newKeyCodec[K comparable]() (keyCodec[K], error) {
 	if err := checkKeyType(t); err != nil {
 		return keyCodec[K]{}, fmt.Errorf("checkpoint: key type %v cannot be used: %w", t, err)
 	}
+	c, err := newKeyCodecOf[K](t)
+	c.hash = newKeyHash[K](t)
+	if c.decodeIn == nil {
+		decode := c.decode
+		c.decodeIn = func(raw []byte, _ *keyArena) (K, error) { return decode(raw) }
+	}
+	return c, err
+}
+
+func newKeyCodecOf[K comparable](t reflect.Type) (keyCodec[K], error) {
 	custom := t.Implements(jsonMarshalerType) || t.Implements(textMarshalerType) ||
 		reflect.PointerTo(t).Implements(jsonMarshalerType) || reflect.PointerTo(t).Implements(textMarshalerType)
 	if custom {
@@ -42,7 +58,7 @@ func newKeyCodec[K comparable]() (keyCodec[K], error) {
 	}
 	switch t.Kind() {
 	case reflect.String:
-		return keyCodec[K]{encode: encodeString[K], decode: decodeString[K]}, nil
+		return keyCodec[K]{encode: encodeString[K], decode: decodeString[K], decodeIn: decodeStringIn[K]}, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		bits := int(t.Size()) * 8
 		return keyCodec[K]{encode: encodeInt[K](bits), decode: decodeInt[K](bits)}, nil
@@ -99,23 +115,69 @@ func encodeString[K comparable](dst []byte, k K) ([]byte, error) {
 }
 
 func decodeString[K comparable](raw []byte) (K, error) {
-	var k K
-	var s string
+	s, err := decodeStringValue(raw)
+	if err != nil {
+		var k K
+		return k, err
+	}
+	// Converting through the string itself, rather than writing into a K
+	// through a pointer, keeps the key off the heap: one allocation per key
+	// (its bytes), not two. Open makes one per line.
+	return *(*K)(unsafe.Pointer(&s)), nil
+}
+
+// decodeStringIn is decodeString for keys the index keeps: the common
+// case, a key without escapes, is copied into the arena.
+func decodeStringIn[K comparable](raw []byte, a *keyArena) (K, error) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0 {
+		s := a.string(raw[1 : len(raw)-1])
+		return *(*K)(unsafe.Pointer(&s)), nil
+	}
+	return decodeString[K](raw)
+}
+
+// keyArena hands out strings carved from large blocks. Open decodes millions
+// of keys that live as long as the runner; allocating each on its own cost
+// more than parsing its line (malloc, and work for the garbage collector).
+// A block is freed once no key in it is referenced. The zero value is
+// ready; it is not safe for concurrent use.
+type keyArena struct {
+	block []byte
+}
+
+const (
+	arenaBlock  = 64 << 10
+	arenaMaxKey = 256 // longer keys get their own allocation
+)
+
+func (a *keyArena) string(b []byte) string {
+	if len(b) == 0 || len(b) > arenaMaxKey {
+		return string(b)
+	}
+	if len(a.block)+len(b) > cap(a.block) {
+		a.block = make([]byte, 0, arenaBlock)
+	}
+	start := len(a.block)
+	a.block = append(a.block, b...)
+	// The bytes are never written again: the next key goes after them.
+	return unsafe.String(&a.block[start], len(b))
+}
+
+func decodeStringValue(raw []byte) (string, error) {
 	switch {
 	case len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0:
-		s = string(raw[1 : len(raw)-1])
+		return string(raw[1 : len(raw)-1]), nil
 	case len(raw) > 0 && raw[0] == '"':
+		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return k, err
+			return "", err
 		}
+		return s, nil
 	case isJSONNumber(raw):
 		// A file written with numeric keys, read with string keys.
-		s = string(raw)
-	default:
-		return k, fmt.Errorf("key %.40q is not a string", raw)
+		return string(raw), nil
 	}
-	*(*string)(unsafe.Pointer(&k)) = s
-	return k, nil
+	return "", fmt.Errorf("key %.40q is not a string", raw)
 }
 
 // unquoteScalar strips the quotes from a key the Python library wrote as
@@ -146,11 +208,18 @@ func encodeInt[K comparable](bits int) func([]byte, K) ([]byte, error) {
 }
 
 func decodeInt[K comparable](bits int) func([]byte) (K, error) {
+	lo, hi := int64(-1)<<(bits-1), int64(1)<<(bits-1)-1
 	return func(raw []byte) (K, error) {
 		var k K
-		v, err := strconv.ParseInt(string(unquoteScalar(raw)), 10, bits)
-		if err != nil {
-			return k, fmt.Errorf("key %.40q is not an integer", raw)
+		digits := unquoteScalar(raw)
+		v, ok := parseSmallInt(digits)
+		if !ok || v < lo || v > hi {
+			var err error
+			// strconv for what the fast path leaves: signs, long or out of
+			// range numbers, and errors.
+			if v, err = strconv.ParseInt(string(digits), 10, bits); err != nil {
+				return k, fmt.Errorf("key %.40q is not an integer", raw)
+			}
 		}
 		p := unsafe.Pointer(&k)
 		switch bits {
@@ -186,11 +255,16 @@ func encodeUint[K comparable](bits int) func([]byte, K) ([]byte, error) {
 }
 
 func decodeUint[K comparable](bits int) func([]byte) (K, error) {
+	hi := uint64(1)<<(bits-1)<<1 - 1
 	return func(raw []byte) (K, error) {
 		var k K
-		v, err := strconv.ParseUint(string(unquoteScalar(raw)), 10, bits)
-		if err != nil {
-			return k, fmt.Errorf("key %.40q is not an unsigned integer", raw)
+		digits := unquoteScalar(raw)
+		v, ok := parseSmallUint(digits)
+		if !ok || v > hi {
+			var err error
+			if v, err = strconv.ParseUint(string(digits), 10, bits); err != nil {
+				return k, fmt.Errorf("key %.40q is not an unsigned integer", raw)
+			}
 		}
 		p := unsafe.Pointer(&k)
 		switch bits {
@@ -205,6 +279,35 @@ func decodeUint[K comparable](bits int) func([]byte) (K, error) {
 		}
 		return k, nil
 	}
+}
+
+// parseSmallUint reads up to 18 decimal digits, which cannot overflow, and
+// nothing else. ok is false for anything else: strconv then decides.
+func parseSmallUint(b []byte) (v uint64, ok bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	for _, c := range b {
+		d := c - '0'
+		if d > 9 {
+			return 0, false
+		}
+		v = v*10 + uint64(d)
+	}
+	return v, true
+}
+
+// parseSmallInt is parseSmallUint with an optional minus sign.
+func parseSmallInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	u, ok := parseSmallUint(b)
+	if neg {
+		return -int64(u), ok
+	}
+	return int64(u), ok
 }
 
 var errKeyNaN = errors.New("key is NaN or infinite, which JSON cannot hold")
@@ -308,4 +411,43 @@ func isJSONNumber(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// newKeyHash returns a hash function for keys of type t with a fresh random
+// seed, so that no set of keys collides on every run. Integers and strings,
+// the common keys, get hashes that cost a few nanoseconds; every other type
+// goes through maphash.Comparable, which agrees with == (for example for
+// +0.0 and -0.0).
+func newKeyHash[K comparable](t reflect.Type) func(K) uint64 {
+	seed := maphash.MakeSeed()
+	var h maphash.Hash
+	h.SetSeed(seed)
+	s := h.Sum64() | 1 // seed-dependent bits for the integer mix
+	switch t.Kind() {
+	case reflect.String:
+		return func(k K) uint64 { return maphash.String(seed, *(*string)(unsafe.Pointer(&k))) }
+	case reflect.Int8, reflect.Uint8, reflect.Bool:
+		return func(k K) uint64 { return mix64(uint64(*(*uint8)(unsafe.Pointer(&k))) ^ s) }
+	case reflect.Int16, reflect.Uint16:
+		return func(k K) uint64 { return mix64(uint64(*(*uint16)(unsafe.Pointer(&k))) ^ s) }
+	case reflect.Int32, reflect.Uint32:
+		return func(k K) uint64 { return mix64(uint64(*(*uint32)(unsafe.Pointer(&k))) ^ s) }
+	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64, reflect.Uintptr:
+		if t.Size() == 8 {
+			return func(k K) uint64 { return mix64(*(*uint64)(unsafe.Pointer(&k)) ^ s) }
+		}
+	}
+	return func(k K) uint64 { return maphash.Comparable(seed, k) }
+}
+
+// mix64 is the finaliser of MurmurHash3: every input bit affects every
+// output bit, and it is a bijection, so distinct integers never collide
+// before the table's mask.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }

@@ -44,7 +44,7 @@ type Runner[K comparable, T any] struct {
 
 	mu        sync.RWMutex
 	closed    bool
-	index     map[K]slot // per key: its state and where its latest line is
+	index     *index[K] // per key: its state and where its latest line is
 	completed int
 	failed    int
 	results   *journal
@@ -184,43 +184,32 @@ func (r *Runner[K, T]) load(fresh bool) error {
 	if r.results, err = openJournal(r.path("_results.jsonl")); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	r.index = make(map[K]slot, r.results.estimateLines()+r.errors.estimateLines())
+	r.index = newIndex(r.keys.hash, r.results.estimateLines()+r.errors.estimateLines())
 
-	err = r.errors.load(r.log, func(off int64, rec record) error {
-		k, err := r.keys.decode(rec.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.errors.path, err)
-		}
-		s, seen := r.index[k]
-		if !seen {
+	// Keys go into the index in file order, so a key's latest line wins.
+	addError := func(off int64, sp *slot) {
+		if *sp == 0 {
 			r.failed++
 		}
-		r.index[k] = s.failure(off)
-		return nil
-	})
-	if err != nil {
+		*sp = sp.failure(off)
+	}
+	if err := r.loadJournal(r.errors, addError); err != nil {
 		return err
 	}
-	err = r.results.load(r.log, func(off int64, rec record) error {
-		k, err := r.keys.decode(rec.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.results.path, err)
-		}
-		s, seen := r.index[k]
-		switch {
-		case !seen:
+	addResult := func(off int64, sp *slot) {
+		switch s := *sp; {
+		case s == 0:
 			r.completed++
 		case !s.done():
-			if !r.resultIsNewer(rec.ts, s.offset()) {
-				return nil
+			if !r.resultIsNewer(off, s.offset()) {
+				return
 			}
 			r.failed--
 			r.completed++
 		}
-		r.index[k] = s.result(off)
-		return nil
-	})
-	if err != nil {
+		*sp = sp.result(off)
+	}
+	if err := r.loadJournal(r.results, addResult); err != nil {
 		return err
 	}
 	r.lastTS = r.lastTimestamp(r.results)
@@ -244,23 +233,6 @@ func (r *Runner[K, T]) load(fresh bool) error {
 		r.log.Info("checkpoint: resumed", "name", r.name, "completed", r.completed, "failed", r.failed)
 	}
 	return r.writeMeta()
-}
-
-// resultIsNewer reports whether a result with timestamp ts came after the
-// error line at errOff. The two files are separate, so their timestamps are
-// the only order between them; a tie goes to the result.
-func (r *Runner[K, T]) resultIsNewer(ts []byte, errOff int64) bool {
-	line, err := r.errors.readLine(errOff)
-	if err != nil {
-		return true
-	}
-	rec, ok := parseRecord(line)
-	if !ok {
-		return true
-	}
-	errTime, ok1 := parseTimestamp(rec.ts)
-	resTime, ok2 := parseTimestamp(ts)
-	return !ok1 || !ok2 || !resTime.Before(errTime)
 }
 
 // lastTimestamp returns the time of a journal's last record, so that new
@@ -313,8 +285,9 @@ func lastIndexNewline(b []byte) int {
 func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
+		cursor := 0
 		for _, item := range items {
-			if r.pending(keyFn(item)) && !yield(item) {
+			if r.pending(keyFn(item), &cursor) && !yield(item) {
 				return
 			}
 		}
@@ -327,9 +300,10 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(0)
+		cursor := 0
 		for item := range items {
 			r.total.Add(1)
-			if r.pending(keyFn(item)) && !yield(item) {
+			if r.pending(keyFn(item), &cursor) && !yield(item) {
 				return
 			}
 		}
@@ -337,10 +311,12 @@ func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T
 }
 
 // pending reports whether the item with key k still has to be done. After
-// Close it reports false and records ErrClosed for Err.
-func (r *Runner[K, T]) pending(k K) bool {
+// Close it reports false and records ErrClosed for Err. cursor is the
+// caller's place in the index (see index.findNear): items usually come in
+// the order their keys were saved.
+func (r *Runner[K, T]) pending(k K, cursor *int) bool {
 	r.mu.RLock()
-	s, seen := r.index[k]
+	s, seen := r.index.getNear(k, cursor)
 	closed := r.closed
 	r.mu.RUnlock()
 	if closed {
@@ -395,14 +371,14 @@ func (r *Runner[K, T]) commitResult(key K, line []byte, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	s, seen := r.index[key]
-	if !s.done() {
+	sp := r.index.upsert(key)
+	if s := *sp; !s.done() {
 		r.completed++
-		if seen {
+		if s != 0 {
 			r.failed--
 		}
 	}
-	r.index[key] = s.result(off)
+	*sp = sp.result(off)
 	return nil
 }
 
@@ -435,7 +411,7 @@ func (r *Runner[K, T]) commitError(key K, kb []byte, msg string, bp *[]byte) err
 	if r.closed {
 		return ErrClosed
 	}
-	s, seen := r.index[key]
+	s, seen := r.index.get(key)
 	now := time.Now().Truncate(time.Microsecond)
 	*bp = appendErrorLine(kb[len(kb):], kb, msg, s.attempts()+1, now)
 	r.stampInOrder(*bp, now)
@@ -449,7 +425,7 @@ func (r *Runner[K, T]) commitError(key K, kb []byte, msg string, bp *[]byte) err
 			r.completed--
 		}
 	}
-	r.index[key] = s.failure(off)
+	*r.index.upsert(key) = s.failure(off)
 	return nil
 }
 
@@ -479,7 +455,8 @@ func (r *Runner[K, T]) getBuf() *[]byte {
 func (r *Runner[K, T]) IsCompleted(key K) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.index[key].done()
+	s, _ := r.index.get(key)
+	return s.done()
 }
 
 // Result decodes key's latest result into v, as json.Unmarshal would. It
@@ -490,7 +467,7 @@ func (r *Runner[K, T]) Result(key K, v any) (found bool, err error) {
 		r.mu.RUnlock()
 		return false, ErrClosed
 	}
-	s := r.index[key]
+	s, _ := r.index.get(key)
 	if !s.done() {
 		r.mu.RUnlock()
 		return false, nil
@@ -527,6 +504,7 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 		var sc lineScanner
 		stop := errors.New("stop")
 		var from int64
+		cursor := 0
 		for from < end {
 			var err error
 			from, err = sc.scan(r.results.f, from, end, func(off int64, _ int, line []byte) error {
@@ -539,7 +517,8 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 					return nil
 				}
 				r.mu.RLock()
-				s, live := r.index[k], r.gen == gen && !r.closed
+				s, _ := r.index.getNear(k, &cursor)
+				live := r.gen == gen && !r.closed
 				r.mu.RUnlock()
 				if !live {
 					return stop
@@ -594,9 +573,9 @@ func (r *Runner[K, T]) AllErrors() []Failure[K] {
 		return nil
 	}
 	entries := make([]entry, 0, r.failed)
-	for k, s := range r.index {
-		if !s.done() {
-			entries = append(entries, entry{k, s})
+	for _, e := range r.index.entries {
+		if !e.s.done() {
+			entries = append(entries, entry{e.key, e.s})
 		}
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.s.offset(), b.s.offset()) })
@@ -715,7 +694,7 @@ func (r *Runner[K, T]) Clear() error {
 			err = errors.Join(err, rerr)
 		}
 	}
-	clear(r.index)
+	r.index.reset(0)
 	r.completed, r.failed = 0, 0
 	r.total.Store(0)
 	r.startedAt = time.Now()

@@ -1,0 +1,163 @@
+package checkpoint
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// checkIndexAgainstMap applies random upserts to an index and to a map and
+// checks after each step that they agree, and that entries keep the order in
+// which keys first appeared.
+func checkIndexAgainstMap[K comparable](t *testing.T, hint int, ops int, key func(*rand.Rand) K) {
+	t.Helper()
+	codec, err := newKeyCodec[K]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, hint)
+	want := map[K]slot{}
+	var order []K
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range ops {
+		k := key(rng)
+		s := slot(i+1) | slotDone
+		sp := x.upsert(k)
+		old, seen := want[k]
+		if seen {
+			require.Equal(t, old, *sp, "slot of %v before the update", k)
+		} else {
+			require.Zero(t, *sp, "a new key's slot")
+			order = append(order, k)
+		}
+		*sp = s
+		want[k] = s
+	}
+	require.Equal(t, len(want), x.len())
+	for k, s := range want {
+		got, ok := x.get(k)
+		require.True(t, ok, "key %v", k)
+		require.Equal(t, s, got, "key %v", k)
+	}
+	for i, k := range order {
+		require.Equal(t, k, x.entries[i].key, "entry %d", i)
+		require.Equal(t, i, x.find(k))
+	}
+	// Keys never added are not found.
+	for range 1000 {
+		k := key(rng)
+		if _, ok := want[k]; !ok {
+			_, found := x.get(k)
+			require.False(t, found, "absent key %v", k)
+		}
+	}
+}
+
+func TestIndexAgainstMap(t *testing.T) {
+	t.Run("int64 dense, presized", func(t *testing.T) {
+		checkIndexAgainstMap(t, 5000, 20000, func(r *rand.Rand) int64 { return r.Int64N(5000) })
+	})
+	t.Run("int64 sparse, grows from empty", func(t *testing.T) {
+		checkIndexAgainstMap(t, 0, 50000, func(r *rand.Rand) int64 { return int64(r.Uint64()) })
+	})
+	t.Run("int8 covers every value", func(t *testing.T) {
+		checkIndexAgainstMap(t, 0, 5000, func(r *rand.Rand) int8 { return int8(r.IntN(256)) })
+	})
+	t.Run("uint32", func(t *testing.T) {
+		checkIndexAgainstMap(t, 10, 20000, func(r *rand.Rand) uint32 { return r.Uint32N(3000) })
+	})
+	t.Run("string", func(t *testing.T) {
+		checkIndexAgainstMap(t, 100, 20000, func(r *rand.Rand) string { return fmt.Sprint("k", r.IntN(8000)) })
+	})
+	t.Run("struct", func(t *testing.T) {
+		type pair struct {
+			A string
+			B int
+		}
+		checkIndexAgainstMap(t, 0, 10000, func(r *rand.Rand) pair { return pair{fmt.Sprint(r.IntN(50)), r.IntN(50)} })
+	})
+	t.Run("float64", func(t *testing.T) {
+		checkIndexAgainstMap(t, 0, 10000, func(r *rand.Rand) float64 { return float64(r.IntN(3000)) / 4 })
+	})
+	t.Run("bool", func(t *testing.T) {
+		checkIndexAgainstMap(t, 0, 100, func(r *rand.Rand) bool { return r.IntN(2) == 0 })
+	})
+}
+
+func TestIndexFloatZeros(t *testing.T) {
+	// +0 and -0 are == in Go, so they are one key, as in a map.
+	codec, err := newKeyCodec[float64]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, 0)
+	*x.upsert(0.0) = slotDone | 1
+	s, ok := x.get(math.Copysign(0, -1))
+	assert.True(t, ok)
+	assert.Equal(t, slot(slotDone|1), s)
+}
+
+func TestIndexFindNear(t *testing.T) {
+	codec, err := newKeyCodec[int]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, 0)
+	for i := range 100 {
+		*x.upsert(i) = slotDone | slot(i)
+	}
+	tests := []struct {
+		name       string
+		cursor     int
+		key        int
+		wantPos    int
+		wantCursor int
+	}{
+		{"next in order", 10, 10, 10, 11},
+		{"jump ahead", 10, 50, 50, 51},
+		{"jump back", 50, 3, 3, 4},
+		{"absent key leaves the cursor", 7, 1000, -1, 7},
+		{"cursor past the end", 100, 99, 99, 100},
+		{"cursor far past the end (after Clear)", 5000, 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.cursor
+			assert.Equal(t, tt.wantPos, x.findNear(tt.key, &c))
+			assert.Equal(t, tt.wantCursor, c)
+		})
+	}
+}
+
+func TestIndexResetAndBatch(t *testing.T) {
+	codec, err := newKeyCodec[string]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, 4)
+	keys := []string{"a", "b", "a", "c", "b", "a"}
+	var seen []slot
+	x.upsertBatch(keys, make([]uint64, len(keys)), func(i int, sp *slot) {
+		seen = append(seen, *sp)
+		*sp = slot(i + 1)
+	})
+	// Each key sees the slot its previous occurrence set, in order.
+	assert.Equal(t, []slot{0, 0, 1, 0, 2, 3}, seen)
+	assert.Equal(t, 3, x.len())
+	s, _ := x.get("a")
+	assert.Equal(t, slot(6), s)
+
+	x.reset(0)
+	assert.Equal(t, 0, x.len())
+	_, ok := x.get("a")
+	assert.False(t, ok)
+	*x.upsert("z") = 1
+	assert.Equal(t, 0, x.find("z"))
+}
+
+func TestTableSize(t *testing.T) {
+	for _, n := range []int{0, 1, 5, 6, 7, 100, 1 << 20, 10_000_000} {
+		size := tableSize(n)
+		assert.Zero(t, size&(size-1), "power of two for %d", n)
+		assert.LessOrEqual(t, n, size/4*3, "room for %d keys at 3/4", n)
+		if size > 16 {
+			assert.GreaterOrEqual(t, n+n/3, size/2, "half the size would not do for %d", n)
+		}
+	}
+}

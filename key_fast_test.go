@@ -1,0 +1,155 @@
+package checkpoint
+
+import (
+	"math"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The integer fast paths must agree with strconv on every input: same value,
+// or an error in both.
+func TestDecodeIntFastPathMatchesStrconv(t *testing.T) {
+	inputs := []string{
+		"0", "7", "-0", "-1", "007", "42", "+42", "-", "+", "", " 1", "1 ", "1_000", "0x10", "1e3", "1.0",
+		"127", "128", "-128", "-129", "255", "256", "32767", "32768", "-32768", "-32769",
+		"2147483647", "2147483648", "-2147483648", "-2147483649", "4294967295", "4294967296",
+		"999999999999999999", "-999999999999999999", // 18 digits: the fast path
+		"1000000000000000000", "9223372036854775807", "9223372036854775808",
+		"-9223372036854775808", "-9223372036854775809", "18446744073709551615", "18446744073709551616",
+		"00000000000000000000000001", "１２", "1a", "a1",
+	}
+	check := func(t *testing.T, bits int, decode func([]byte) (int64, error), decodeU func([]byte) (uint64, error)) {
+		for _, in := range inputs {
+			for _, raw := range []string{in, `"` + in + `"`} {
+				want, werr := strconv.ParseInt(in, 10, bits)
+				got, err := decode([]byte(raw))
+				if werr != nil {
+					assert.Error(t, err, "int%d %q", bits, raw)
+				} else if assert.NoError(t, err, "int%d %q", bits, raw) {
+					assert.Equal(t, want, got, "int%d %q", bits, raw)
+				}
+				wantU, werr := strconv.ParseUint(in, 10, bits)
+				gotU, err := decodeU([]byte(raw))
+				if werr != nil {
+					assert.Error(t, err, "uint%d %q", bits, raw)
+				} else if assert.NoError(t, err, "uint%d %q", bits, raw) {
+					assert.Equal(t, wantU, gotU, "uint%d %q", bits, raw)
+				}
+			}
+		}
+	}
+	t.Run("8", func(t *testing.T) { check(t, 8, decodeAs[int8, int64], decodeAs[uint8, uint64]) })
+	t.Run("16", func(t *testing.T) { check(t, 16, decodeAs[int16, int64], decodeAs[uint16, uint64]) })
+	t.Run("32", func(t *testing.T) { check(t, 32, decodeAs[int32, int64], decodeAs[uint32, uint64]) })
+	t.Run("64", func(t *testing.T) { check(t, 64, decodeAs[int64, int64], decodeAs[uint64, uint64]) })
+	t.Run("int", func(t *testing.T) { check(t, strconv.IntSize, decodeAs[int, int64], decodeAs[uint, uint64]) })
+}
+
+type integer interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64
+}
+
+// decodeAs decodes raw as a key of type K and widens it, through both the
+// plain decoder and the one Open uses, which must agree.
+func decodeAs[K integer, W int64 | uint64](raw []byte) (W, error) {
+	c, err := newKeyCodec[K]()
+	if err != nil {
+		return 0, err
+	}
+	k, err := c.decode(raw)
+	k2, err2 := c.decodeIn(raw, &keyArena{})
+	if (err == nil) != (err2 == nil) || k != k2 {
+		panic("decode and decodeIn disagree on " + string(raw))
+	}
+	return W(k), err
+}
+
+func TestDecodeStringIn(t *testing.T) {
+	c, err := newKeyCodec[string]()
+	require.NoError(t, err)
+	tests := []struct {
+		raw     string
+		want    string
+		wantErr bool
+	}{
+		{`"doc-1"`, "doc-1", false},
+		{`""`, "", false},
+		{`"a\"b"`, `a"b`, false},
+		{`"caf\u00e9"`, "café", false},
+		{`"日本"`, "日本", false},
+		{`42`, "42", false}, // a file written with integer keys
+		{`"` + strings.Repeat("x", arenaMaxKey+1) + `"`, strings.Repeat("x", arenaMaxKey+1), false},
+		{`"unterminated`, "", true},
+		{`true`, "", true},
+	}
+	var arena keyArena
+	for _, tt := range tests {
+		t.Run(tt.raw[:min(len(tt.raw), 20)], func(t *testing.T) {
+			got, err := c.decodeIn([]byte(tt.raw), &arena)
+			plain, perr := c.decode([]byte(tt.raw))
+			if tt.wantErr {
+				assert.Error(t, err)
+				assert.Error(t, perr)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, perr)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, plain, got)
+		})
+	}
+}
+
+// Keys carved from the arena must not change when the buffer they were
+// decoded from is reused, when the arena moves on to new blocks, or across
+// garbage collections.
+func TestKeyArenaKeysStayIntact(t *testing.T) {
+	type named string
+	c, err := newKeyCodec[named]()
+	require.NoError(t, err)
+	var arena keyArena
+	raw := make([]byte, 0, 64)
+	var keys []named
+	n := 3 * arenaBlock / 10 // spans several blocks
+	for i := range n {
+		raw = append(raw[:0], '"')
+		raw = strconv.AppendInt(raw, int64(i), 10)
+		raw = append(raw, '"')
+		k, err := c.decodeIn(raw, &arena)
+		require.NoError(t, err)
+		keys = append(keys, k)
+		clear(raw[:cap(raw)]) // the scanner reuses its buffer
+	}
+	runtime.GC()
+	for i, k := range keys {
+		require.Equal(t, named(strconv.Itoa(i)), k)
+	}
+}
+
+func TestKeyHashAgreesWithEquality(t *testing.T) {
+	ints, err := newKeyCodec[int64]()
+	require.NoError(t, err)
+	assert.Equal(t, ints.hash(math.MaxInt64), ints.hash(math.MaxInt64))
+	assert.NotEqual(t, ints.hash(1), ints.hash(2))
+	other, err := newKeyCodec[int64]()
+	require.NoError(t, err)
+	assert.NotEqual(t, ints.hash(1), other.hash(1), "each codec has its own seed")
+
+	strs, err := newKeyCodec[string]()
+	require.NoError(t, err)
+	a, b := "key-"+strconv.Itoa(7), "key-7"
+	assert.Equal(t, strs.hash(a), strs.hash(b), "equal strings from different memory")
+
+	type pair struct {
+		A string
+		B float64
+	}
+	pairs, err := newKeyCodec[pair]()
+	require.NoError(t, err)
+	assert.Equal(t, pairs.hash(pair{"x", 0}), pairs.hash(pair{"x", math.Copysign(0, -1)}))
+}

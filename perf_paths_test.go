@@ -1,0 +1,344 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests for the fast paths of the performance work: the batched, two
+// goroutine Open; the ordered index behind Iterate and AllResults; the
+// key decoders. Each compares the fast path with what the slow one did.
+
+func openQuiet[K comparable, T any](t *testing.T, dir, name string, opts ...Option) *Runner[K, T] {
+	t.Helper()
+	r, err := Open[K, T](name, append([]Option{WithDir(dir), WithLogger(quietLog)}, opts...)...)
+	require.NoError(t, err)
+	return r
+}
+
+// waitGoroutines fails the test unless the goroutine count falls back to
+// want: the reading goroutine of Open must have ended.
+func waitGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	assert.LessOrEqual(t, runtime.NumGoroutine(), want, "goroutines left behind")
+}
+
+// TestOpenRebuildsStateAcrossBatches saves a mix of results and errors that
+// spans many load batches, with keys saved several times, and checks that a
+// reopened runner has exactly the state the first one had.
+func TestOpenRebuildsStateAcrossBatches(t *testing.T) {
+	dir := t.TempDir()
+	r := openQuiet[int, string](t, dir, "mix")
+	n := 3*loadBatchSize + 17
+	want := map[int]string{} // key -> latest result, "" if failed
+	failures := map[int]int{}
+	for i := range n {
+		k := i % (n / 2) // every key twice
+		switch i % 5 {
+		case 0, 3:
+			require.NoError(t, r.SaveError(k, fmt.Errorf("boom %d", i)))
+			want[k] = ""
+			failures[k]++
+		default:
+			v := fmt.Sprint("v", i)
+			require.NoError(t, r.SaveResult(k, v))
+			want[k] = v
+		}
+	}
+	before := r.Meta()
+	require.NoError(t, r.Close())
+
+	g := runtime.NumGoroutine()
+	r2 := openQuiet[int, string](t, dir, "mix")
+	defer r2.Close()
+	waitGoroutines(t, g)
+	after := r2.Meta()
+	assert.Equal(t, before.CompletedItems, after.CompletedItems)
+	assert.Equal(t, before.FailedItems, after.FailedItems)
+	for k, v := range want {
+		var got string
+		found, err := r2.Result(k, &got)
+		require.NoError(t, err)
+		assert.Equal(t, v != "", found, "key %d", k)
+		assert.Equal(t, v, got, "key %d", k)
+		assert.Equal(t, v != "", r2.IsCompleted(k))
+	}
+	for _, f := range r2.AllErrors() {
+		assert.Empty(t, want[f.Key], "key %d failed last", f.Key)
+		assert.Equal(t, failures[f.Key], f.Attempts, "key %d", f.Key)
+	}
+	require.NoError(t, r2.Err())
+}
+
+func writeLines(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+}
+
+// The results and errors files are separate; a key in both is decided by the
+// timestamps, whether the files came from this library or from Python.
+func TestOpenLatestOutcomeWinsBetweenFiles(t *testing.T) {
+	tests := []struct {
+		name       string
+		results    []string
+		errs       []string
+		completed  []string
+		failed     []string
+		firstError map[string]string
+	}{
+		{
+			name:      "result after error",
+			results:   []string{`{"key": "a", "result": 1, "timestamp": "2026-01-01T10:00:02"}`},
+			errs:      []string{`{"key": "a", "error": "x", "timestamp": "2026-01-01T10:00:01"}`},
+			completed: []string{"a"},
+		},
+		{
+			name:    "error after result",
+			results: []string{`{"key": "a", "result": 1, "timestamp": "2026-01-01T10:00:01"}`},
+			errs:    []string{`{"key": "a", "error": "x", "timestamp": "2026-01-01T10:00:02"}`},
+			failed:  []string{"a"},
+		},
+		{
+			name:      "tie goes to the result",
+			results:   []string{`{"key": "a", "result": 1, "timestamp": "2026-01-01T10:00:01.5"}`},
+			errs:      []string{`{"key": "a", "error": "x", "timestamp": "2026-01-01T10:00:01.500000"}`},
+			completed: []string{"a"},
+		},
+		{
+			name: "compact lines with zones, several keys",
+			results: []string{
+				`{"key":"a","result":{"v":1},"timestamp":"2026-01-01T10:00:05.000000+00:00"}`,
+				`{"key":"b","result":[1,2],"timestamp":"2026-01-01T10:00:01.000000+00:00"}`,
+				`{"key":"c","result":null,"timestamp":"2026-01-01T10:00:09.000000+00:00"}`,
+			},
+			errs: []string{
+				`{"key":"a","error":"e1","attempt":1,"timestamp":"2026-01-01T10:00:04.000000+00:00"}`,
+				`{"key":"b","error":"e2","attempt":1,"timestamp":"2026-01-01T10:00:02.000000+00:00"}`,
+				`{"key":"d","error":"e3","attempt":1,"timestamp":"2026-01-01T10:00:03.000000+00:00"}`,
+			},
+			completed: []string{"a", "c"},
+			failed:    []string{"b", "d"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLines(t, filepath.Join(dir, "j_results.jsonl"), tt.results...)
+			writeLines(t, filepath.Join(dir, "j_errors.jsonl"), tt.errs...)
+			r := openQuiet[string, any](t, dir, "j")
+			defer r.Close()
+			for _, k := range tt.completed {
+				assert.True(t, r.IsCompleted(k), "%s completed", k)
+			}
+			var failed []string
+			for _, f := range r.AllErrors() {
+				failed = append(failed, f.Key)
+			}
+			slices.Sort(failed)
+			assert.Equal(t, tt.failed, failed)
+			m := r.Meta()
+			assert.Equal(t, len(tt.completed), m.CompletedItems)
+			assert.Equal(t, len(tt.failed), m.FailedItems)
+		})
+	}
+}
+
+// Files written by the Python library: string keys holding numbers, ", "
+// separators, naive timestamps, numeric keys read as strings.
+func TestOpenPythonFilesWithFastDecoders(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := range 2*loadBatchSize + 3 {
+		lines = append(lines, fmt.Sprintf(`{"key": "%d", "result": {"n": %d, "s": "caf\u00e9"}, "timestamp": "2026-11-23T13:47:51.518145"}`, i, i))
+	}
+	writeLines(t, filepath.Join(dir, "py_results.jsonl"), lines...)
+
+	ints := openQuiet[int64, any](t, dir, "py")
+	c, _ := ints.Progress()
+	assert.Equal(t, len(lines), c)
+	var v struct{ N int }
+	found, err := ints.Result(int64(len(lines)-1), &v)
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, len(lines)-1, v.N)
+	require.NoError(t, ints.Close())
+
+	small := openQuiet[uint16, any](t, dir, "py")
+	assert.True(t, small.IsCompleted(uint16(len(lines)-1)))
+	require.NoError(t, small.Close())
+
+	strs := openQuiet[string, any](t, dir, "py")
+	assert.True(t, strs.IsCompleted("0"))
+	assert.True(t, strs.IsCompleted(fmt.Sprint(len(lines)-1)))
+	require.NoError(t, strs.Close())
+
+	// int8 cannot hold key 200: the error names the file, and no goroutine
+	// is left reading.
+	g := runtime.NumGoroutine()
+	_, err = Open[int8, any]("py", WithDir(dir), WithLogger(quietLog))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "py_results.jsonl")
+	assert.Contains(t, err.Error(), "not an integer")
+	waitGoroutines(t, g)
+}
+
+// A damaged line far from the start (in a later batch) still fails Open with
+// ErrCorrupt naming its line, and a torn tail after many lines is repaired.
+func TestOpenCorruptionAcrossBatches(t *testing.T) {
+	good := func(i int) string {
+		return fmt.Sprintf(`{"key":%d,"result":%d,"timestamp":"2026-01-01T10:00:00.000000+00:00"}`, i, i)
+	}
+	var lines []string
+	for i := range 2*loadBatchSize + 100 {
+		lines = append(lines, good(i))
+	}
+
+	t.Run("corrupt middle line", func(t *testing.T) {
+		dir := t.TempDir()
+		bad := slices.Clone(lines)
+		bad[loadBatchSize+10] = `{"key":5,"resu`
+		writeLines(t, filepath.Join(dir, "c_results.jsonl"), bad...)
+		g := runtime.NumGoroutine()
+		_, err := Open[int, int]("c", WithDir(dir), WithLogger(quietLog))
+		require.ErrorIs(t, err, ErrCorrupt)
+		assert.Contains(t, err.Error(), fmt.Sprintf("line %d", loadBatchSize+11))
+		waitGoroutines(t, g)
+		// Nothing was lost or changed: the file is as it was.
+		b, rerr := os.ReadFile(filepath.Join(dir, "c_results.jsonl"))
+		require.NoError(t, rerr)
+		assert.Equal(t, strings.Join(bad, "\n")+"\n", string(b))
+	})
+
+	t.Run("torn tail", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c_results.jsonl")
+		writeLines(t, path, lines...)
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteString(`{"key":999999,"result":{"half`)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		r := openQuiet[int, int](t, dir, "c")
+		c, _ := r.Progress()
+		assert.Equal(t, len(lines), c)
+		assert.False(t, r.IsCompleted(999999))
+		require.NoError(t, r.SaveResult(999999, 1))
+		require.NoError(t, r.Close())
+		r = openQuiet[int, int](t, dir, "c")
+		defer r.Close()
+		assert.True(t, r.IsCompleted(999999))
+	})
+}
+
+// Iterate looks each key up when it reaches the item, whatever order the
+// items come in and whatever the loop body saves.
+func TestIterateSemanticsWithCursor(t *testing.T) {
+	dir := t.TempDir()
+	r := openQuiet[int, int](t, dir, "it")
+	defer r.Close()
+	for _, k := range []int{1, 2, 3, 4, 5, 6} {
+		require.NoError(t, r.SaveResult(k, k))
+	}
+	require.NoError(t, r.SaveError(7, errors.New("x")))
+
+	ident := func(v int) int { return v }
+	collect := func(items []int, body func(int)) []int {
+		var got []int
+		for v := range r.Iterate(items, ident) {
+			got = append(got, v)
+			if body != nil {
+				body(v)
+			}
+		}
+		return got
+	}
+	assert.Equal(t, []int{7, 8}, collect([]int{1, 2, 3, 4, 5, 6, 7, 8}, nil), "in order")
+	assert.Equal(t, []int{8, 7}, collect([]int{6, 8, 4, 2, 7, 1, 3, 5}, nil), "shuffled")
+
+	// A duplicate later in the items is skipped once the first is saved.
+	got := collect([]int{9, 1, 9, 2, 9}, func(v int) { require.NoError(t, r.SaveResult(v, v)) })
+	assert.Equal(t, []int{9}, got)
+
+	// A key made failed by the loop body is yielded when reached again.
+	got = collect([]int{10, 3, 4, 3}, func(v int) {
+		if v == 10 {
+			require.NoError(t, r.SaveError(3, errors.New("redo")))
+		}
+	})
+	assert.Equal(t, []int{10, 3, 3}, got)
+
+	// Clear in the middle: the rest is pending.
+	got = collect([]int{11, 1, 2, 5}, func(v int) {
+		if v == 11 {
+			require.NoError(t, r.Clear())
+		}
+	})
+	assert.Equal(t, []int{11, 1, 2, 5}, got)
+}
+
+func TestIterateSeqWithCursor(t *testing.T) {
+	dir := t.TempDir()
+	r := openQuiet[string, string](t, dir, "seq")
+	for _, k := range []string{"a", "b", "c"} {
+		require.NoError(t, r.SaveResult(k, k))
+	}
+	seq := slices.Values([]string{"c", "a", "x", "b", "y", "a"})
+	assert.Equal(t, []string{"x", "y"}, slices.Collect(r.IterateSeq(seq, func(s string) string { return s })))
+	_, total := r.Progress()
+	assert.Equal(t, 6, total)
+
+	require.NoError(t, r.Close())
+	assert.Empty(t, slices.Collect(r.IterateSeq(seq, func(s string) string { return s })))
+	assert.ErrorIs(t, r.Err(), ErrClosed)
+}
+
+// AllResults yields each key's latest result once, in the order saved,
+// including keys re-saved (their older lines are skipped) and keys saved
+// while the stream runs.
+func TestAllResultsLatestOnce(t *testing.T) {
+	dir := t.TempDir()
+	r := openQuiet[int, int](t, dir, "all")
+	defer r.Close()
+	for i := range 10 {
+		require.NoError(t, r.SaveResult(i, i))
+	}
+	require.NoError(t, r.SaveResult(3, 33))
+	require.NoError(t, r.SaveError(5, errors.New("x")))
+
+	type kv struct {
+		K int
+		V string
+	}
+	var got []kv
+	for k, v := range r.AllResults() {
+		got = append(got, kv{k, string(v)})
+		if k == 0 {
+			require.NoError(t, r.SaveResult(100, 100))
+		}
+	}
+	require.NoError(t, r.Err())
+	want := []kv{{0, "0"}, {1, "1"}, {2, "2"}, {4, "4"}, {6, "6"}, {7, "7"}, {8, "8"}, {9, "9"}, {3, "33"}, {100, "100"}}
+	assert.Equal(t, want, got)
+
+	// The values are copies the caller may keep.
+	var kept []json.RawMessage
+	for _, v := range r.AllResults() {
+		kept = append(kept, v)
+	}
+	assert.Equal(t, json.RawMessage("0"), kept[0])
+}
