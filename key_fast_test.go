@@ -2,10 +2,12 @@ package checkpoint
 
 import (
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -152,4 +154,43 @@ func TestKeyHashAgreesWithEquality(t *testing.T) {
 	pairs, err := newKeyCodec[pair]()
 	require.NoError(t, err)
 	assert.Equal(t, pairs.hash(pair{"x", 0}), pairs.hash(pair{"x", math.Copysign(0, -1)}))
+}
+
+func TestAppendTimestampMatchesAppendFormat(t *testing.T) {
+	zones := []*time.Location{
+		time.UTC, time.Local,
+		time.FixedZone("nepal", 5*3600+45*60),
+		time.FixedZone("newfoundland", -(3*3600 + 30*60)),
+		time.FixedZone("lmt", -(0*3600 + 9*60 + 21)), // seconds in the offset
+		time.FixedZone("far", 14*3600),
+		time.FixedZone("west", -12*3600),
+	}
+	for _, name := range []string{"America/New_York", "Europe/Paris", "Australia/Lord_Howe"} {
+		if loc, err := time.LoadLocation(name); err == nil {
+			zones = append(zones, loc)
+		}
+	}
+	times := []time.Time{
+		time.Date(2026, 11, 23, 13, 47, 51, 518145999, time.UTC),
+		time.Date(2026, 3, 29, 1, 59, 59, 999999999, time.UTC), // around DST changes
+		time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // five-digit year: AppendFormat's way
+		time.Date(-5, 6, 7, 8, 9, 10, 11000, time.UTC),
+		time.Unix(0, 0),
+		{},
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		times = append(times, time.Unix(rng.Int64N(5e9)-1e9, rng.Int64N(1e9)))
+	}
+	for _, loc := range zones {
+		for _, tm := range times {
+			tm = tm.In(loc)
+			want := tm.AppendFormat([]byte("x"), tsLayout)
+			got := appendTimestamp([]byte("x"), tm)
+			require.Equal(t, string(want), string(got), "%v in %v", tm, loc)
+		}
+	}
 }

@@ -342,3 +342,72 @@ func TestAllResultsLatestOnce(t *testing.T) {
 	}
 	assert.Equal(t, json.RawMessage("0"), kept[0])
 }
+
+type upperMarshaler string
+
+func (u upperMarshaler) MarshalJSON() ([]byte, error) {
+	return []byte(` { "v" : "` + strings.ToUpper(string(u)) + `" } `), nil
+}
+
+type failingMarshaler struct{}
+
+func (failingMarshaler) MarshalJSON() ([]byte, error) { return nil, errors.New("no") }
+
+// SaveResult encodes into a pooled buffer instead of calling json.Marshal;
+// the line must be the one appendResultLine builds from json.Marshal.
+func TestSaveResultLineMatchesMarshal(t *testing.T) {
+	values := []any{
+		nil, 1.5, "plain", "<tag> & \"quotes\" \u2028", string([]byte{0xff, 'a'}),
+		map[string]int{"b": 2, "a": 1},
+		json.RawMessage(` { "spaced" : [ 1 , 2 ] } `),
+		upperMarshaler("x"),
+		newBenchRecord(42),
+		strings.Repeat("big", maxPooledLine), // larger than the pool keeps
+		[]any{nil, true, 3},
+	}
+	dir := t.TempDir()
+	r := openQuiet[string, any](t, dir, "lines")
+	for i, v := range values {
+		require.NoError(t, r.SaveResult(fmt.Sprint("k", i), v), "value %d", i)
+	}
+	require.NoError(t, r.Close())
+	b, err := os.ReadFile(filepath.Join(dir, "lines_results.jsonl"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	require.Len(t, lines, len(values))
+	for i, v := range values {
+		res, err := json.Marshal(v)
+		require.NoError(t, err)
+		key := []byte(fmt.Sprintf("%q", fmt.Sprint("k", i)))
+		want := string(appendResultLine(nil, key, res, time.Time{}))
+		cut := len(want) - len(tsLayout) - len("\"}\n")
+		require.Equal(t, want[:cut], lines[i][:cut], "value %d", i)
+		_, ok := parseTimestamp([]byte(lines[i][cut : len(lines[i])-2]))
+		assert.True(t, ok, "timestamp of line %d", i)
+	}
+}
+
+func TestSaveResultErrorsWriteNothing(t *testing.T) {
+	dir := t.TempDir()
+	r := openQuiet[string, any](t, dir, "errs")
+	defer r.Close()
+	err := r.SaveResult("k", failingMarshaler{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "result for key k")
+	err = r.SaveResult("k", make(chan int))
+	var unsupported *json.UnsupportedTypeError
+	assert.ErrorAs(t, err, &unsupported)
+	// A bad key and a bad result: the result's error, as json.Marshal
+	// used to be called first.
+	err = r.SaveResult(string([]byte{0xff}), make(chan int))
+	assert.ErrorAs(t, err, &unsupported)
+	err = r.SaveResult(string([]byte{0xff}), 1)
+	assert.ErrorIs(t, err, errKeyUTF8)
+	require.NoError(t, r.SaveResult("ok", 1))
+	b, err := os.ReadFile(filepath.Join(dir, "errs_results.jsonl"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(b), "\n"))
+	assert.True(t, strings.HasPrefix(string(b), `{"key":"ok","result":1,"timestamp":"`))
+	c, _ := r.Progress()
+	assert.Equal(t, 1, c)
+}

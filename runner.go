@@ -61,7 +61,8 @@ type Runner[K comparable, T any] struct {
 	metaMu      sync.Mutex
 	metaWritten time.Time
 
-	bufs sync.Pool // *[]byte, for building lines
+	bufs  sync.Pool // *[]byte, for building errors lines
+	lines sync.Pool // *lineBuilder, for building results lines
 }
 
 // slot is the per-key state, packed in one word to keep resume memory small:
@@ -339,21 +340,29 @@ func (r *Runner[K, T]) pending(k K, cursor *int) bool {
 // to the operating system in one write, so it survives the death of the
 // process. On error nothing is recorded for key.
 func (r *Runner[K, T]) SaveResult(key K, result any) error {
-	res, err := json.Marshal(result)
-	if err != nil {
+	// The line is built in a pooled buffer, result encoded in place: with
+	// json.Marshal every result was allocated and copied once more.
+	lb := r.getLineBuilder()
+	defer r.putLineBuilder(lb)
+	b := &lb.buf
+	b.WriteString(`{"key":`)
+	kb, keyErr := r.keys.encode(b.AvailableBuffer(), key)
+	b.Write(kb)
+	b.WriteString(`,"result":`)
+	if err := lb.enc.Encode(result); err != nil {
 		return fmt.Errorf("checkpoint: result for key %v: %w", key, err)
 	}
-	bp := r.getBuf()
-	defer r.bufs.Put(bp)
-	kb, err := r.keys.encode((*bp)[:0], key)
-	if err != nil {
-		return fmt.Errorf("checkpoint: key %v: %w", key, err)
+	if keyErr != nil {
+		return fmt.Errorf("checkpoint: key %v: %w", key, keyErr)
 	}
+	b.Truncate(b.Len() - 1) // Encode's newline
 	// Build the whole line outside the lock; under it, only the timestamp
 	// may need moving forward to keep the files in time order.
 	now := time.Now().Truncate(time.Microsecond)
-	*bp = appendResultLine(kb[len(kb):], kb, res, now)
-	if err := r.commitResult(key, *bp, now); err != nil {
+	b.WriteString(`,"timestamp":"`)
+	b.Write(appendTimestamp(b.AvailableBuffer(), now))
+	b.WriteString("\"}\n")
+	if err := r.commitResult(key, b.Bytes(), now); err != nil {
 		return err
 	}
 	r.maybeWriteMeta()
@@ -441,6 +450,22 @@ func (r *Runner[K, T]) stampInOrder(line []byte, now time.Time) {
 	r.lastTS = r.lastTS.Add(time.Microsecond)
 	at := len(line) - len("\"}\n") - len(tsLayout)
 	appendTimestamp(line[at:at], r.lastTS.In(time.Local))
+}
+
+func (r *Runner[K, T]) getLineBuilder() *lineBuilder {
+	if lb, ok := r.lines.Get().(*lineBuilder); ok {
+		lb.buf.Reset()
+		return lb
+	}
+	lb := &lineBuilder{}
+	lb.enc = json.NewEncoder(&lb.buf) // the same bytes as json.Marshal
+	return lb
+}
+
+func (r *Runner[K, T]) putLineBuilder(lb *lineBuilder) {
+	if lb.buf.Cap() <= maxPooledLine { // don't keep a huge result's buffer
+		r.lines.Put(lb)
+	}
 }
 
 func (r *Runner[K, T]) getBuf() *[]byte {
