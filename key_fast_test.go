@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -192,5 +193,60 @@ func TestAppendTimestampMatchesAppendFormat(t *testing.T) {
 			got := appendTimestamp([]byte("x"), tm)
 			require.Equal(t, string(want), string(got), "%v in %v", tm, loc)
 		}
+	}
+}
+
+// The parser's shortcuts must give what the plain loops they replace give,
+// on any input: random lines over an alphabet rich in JSON's special bytes.
+func TestParserShortcutsMatchPlainLoops(t *testing.T) {
+	plainSkipString := func(b []byte, i int) (int, bool) {
+		if i >= len(b) || b[i] != '"' {
+			return i, false
+		}
+		for i++; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1, true
+			}
+		}
+		return i, false
+	}
+	plainScalarEnd := func(c byte) bool {
+		return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t'
+	}
+	const alphabet = `"\\ab1,:}] {[	-T`
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 200000 {
+		n := rng.IntN(48)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if n > 0 && rng.IntN(2) == 0 {
+			b[0] = '"'
+		}
+		i := 0
+		if n > 0 {
+			i = rng.IntN(n)
+		}
+		gotEnd, gotOK := skipString(b, i)
+		wantEnd, wantOK := plainSkipString(b, i)
+		require.Equal(t, wantOK, gotOK, "skipString(%q, %d)", b, i)
+		if wantOK {
+			require.Equal(t, wantEnd, gotEnd, "skipString(%q, %d)", b, i)
+		}
+		end := rng.IntN(n + 1)
+		require.Equal(t, bytes.LastIndexByte(b[:end], '"'), lastQuote(b, end), "lastQuote(%q, %d)", b, end)
+	}
+	for c := range 256 {
+		require.Equal(t, plainScalarEnd(byte(c)), scalarEnd[c], "byte %q", c)
+	}
+	// Timestamps of every width the shortcut knows, and others.
+	for _, ts := range []string{"2026-01-02T03:04:05.000000+01:00", "2026-01-02T03:04:05.123456", "2026-01-02T03:04:05", "2026-01-02T03:04:05.5", `x"y`, ""} {
+		line := []byte(`{"key":1,"result":"a\"b","timestamp":"` + ts + `"}`)
+		end := len(line) - 2
+		require.Equal(t, bytes.LastIndexByte(line[:end], '"'), lastQuote(line, end), ts)
 	}
 }

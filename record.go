@@ -177,7 +177,7 @@ func parseRecordFast(b []byte) (rec record, ok bool) {
 		return rec, false
 	}
 	tsEnd := j - 1
-	q := bytes.LastIndexByte(b[:tsEnd], '"')
+	q := lastQuote(b, tsEnd)
 	if q < 0 || bytes.IndexByte(b[q+1:tsEnd], '\\') >= 0 {
 		return rec, false
 	}
@@ -200,6 +200,19 @@ func parseRecordFast(b []byte) (rec record, ok bool) {
 	}
 	rec.body = b[bodyStart:bodyEnd]
 	return rec, true
+}
+
+// lastQuote is bytes.LastIndexByte(b[:end], '"') for a line that ends in a
+// timestamp: it tries the widths of ours and of Python's first, checking
+// them with IndexByte, which is vectorised where LastIndexByte walks back
+// byte by byte.
+func lastQuote(b []byte, end int) int {
+	for _, w := range [...]int{len(tsLayout), len("2006-01-02T15:04:05.000000"), len("2006-01-02T15:04:05")} {
+		if q := end - w - 1; q >= 0 && b[q] == '"' && bytes.IndexByte(b[q+1:end], '"') < 0 {
+			return q
+		}
+	}
+	return bytes.LastIndexByte(b[:end], '"')
 }
 
 // parseRecordSlow accepts any JSON object with a "key" field, in any order.
@@ -259,6 +272,11 @@ func skipString(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return i, false
 	}
+	// Most strings here (keys, field names) have no escapes: find the
+	// closing quote with IndexByte, and walk only if a backslash precedes it.
+	if q := bytes.IndexByte(b[i+1:], '"'); q >= 0 && bytes.IndexByte(b[i+1:i+1+q], '\\') < 0 {
+		return i + 1 + q + 1, true
+	}
 	for i++; i < len(b); i++ {
 		switch b[i] {
 		case '\\':
@@ -304,11 +322,14 @@ func skipValue(b []byte, i int) (int, bool) {
 		return i, false
 	}
 	start := i
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' {
+	for i < len(b) && !scalarEnd[b[i]] {
 		i++
 	}
 	return i, i > start
 }
+
+// scalarEnd marks the bytes that end a number or a literal in skipValue.
+var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true}
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // as in encoding/json; callers that need an exact round trip check first.
