@@ -89,25 +89,35 @@ func (x *index[K]) get(k K) (s slot, ok bool) {
 	return 0, false
 }
 
+// A cursor is a caller's place in the index, for findNear. The zero value
+// starts at the first entry.
+type cursor struct {
+	pos int  // the entry the next key probably is
+	off bool // the last key was not at pos: hash without looking there
+}
+
 // findNear is find for a caller that walks keys in roughly the order they
-// were added: it checks entries[*cursor] first, and leaves the cursor just
-// past the entry it found, so the next call in a run of keys in order costs
-// one comparison.
-func (x *index[K]) findNear(k K, cursor *int) int {
-	if c := *cursor; c < len(x.entries) && x.entries[c].key == k {
-		*cursor = c + 1
-		return c
+// were added. While keys come in that order it checks entries[c.pos] first
+// and leaves the cursor just past it: one comparison, no hashing. When they
+// don't (shuffled items), it stops looking there, so a random order costs
+// no more than find, until a hashed key lands on the cursor again.
+func (x *index[K]) findNear(k K, c *cursor) int {
+	if !c.off && c.pos < len(x.entries) && x.entries[c.pos].key == k {
+		c.pos++
+		return c.pos - 1
 	}
 	p := x.find(k)
 	if p >= 0 {
-		*cursor = p + 1
+		// An absent key (a new item) says nothing about the order.
+		c.off = p != c.pos
+		c.pos = p + 1
 	}
 	return p
 }
 
 // getNear is get with findNear's cursor.
-func (x *index[K]) getNear(k K, cursor *int) (s slot, ok bool) {
-	if p := x.findNear(k, cursor); p >= 0 {
+func (x *index[K]) getNear(k K, c *cursor) (s slot, ok bool) {
+	if p := x.findNear(k, c); p >= 0 {
 		return x.entries[p].s, true
 	}
 	return 0, false
@@ -121,7 +131,8 @@ func (x *index[K]) upsert(k K) *slot {
 }
 
 // upsertBatch upserts keys in order, calling fn with each one's slot as
-// upsert returns it. hs is scratch space as long as keys.
+// upsert returns it. hs[i] must be x.hash(keys[i]): Open computes the hashes
+// on its reading goroutine, where the keys' bytes are still in cache.
 //
 // With millions of keys the table is far larger than the CPU caches, and a
 // lookup that waits for memory between two lines of parsing costs a few
@@ -131,9 +142,7 @@ func (x *index[K]) upsert(k K) *slot {
 func (x *index[K]) upsertBatch(keys []K, hs []uint64, fn func(i int, sp *slot)) {
 	hs = hs[:len(keys)]
 	var touched uint64
-	for i, k := range keys {
-		h := x.hash(k)
-		hs[i] = h
+	for _, h := range hs {
 		touched += x.table[h&x.mask]
 	}
 	x.touched += touched // keep the loads: their value is never used

@@ -105,25 +105,42 @@ func TestIndexFindNear(t *testing.T) {
 		*x.upsert(i) = slotDone | slot(i)
 	}
 	tests := []struct {
-		name       string
-		cursor     int
-		key        int
-		wantPos    int
-		wantCursor int
+		name   string
+		cursor cursor
+		key    int
+		want   int
+		after  cursor
 	}{
-		{"next in order", 10, 10, 10, 11},
-		{"jump ahead", 10, 50, 50, 51},
-		{"jump back", 50, 3, 3, 4},
-		{"absent key leaves the cursor", 7, 1000, -1, 7},
-		{"cursor past the end", 100, 99, 99, 100},
-		{"cursor far past the end (after Clear)", 5000, 0, 0, 1},
+		{"next in order", cursor{pos: 10}, 10, 10, cursor{pos: 11}},
+		{"jump ahead: hash from now on", cursor{pos: 10}, 50, 50, cursor{pos: 51, off: true}},
+		{"jump back", cursor{pos: 50}, 3, 3, cursor{pos: 4, off: true}},
+		{"absent key leaves the cursor", cursor{pos: 7}, 1000, -1, cursor{pos: 7}},
+		{"absent key while hashing", cursor{pos: 7, off: true}, 1000, -1, cursor{pos: 7, off: true}},
+		{"hashed key lands on the cursor: back in order", cursor{pos: 20, off: true}, 20, 20, cursor{pos: 21}},
+		{"hashed key elsewhere: keep hashing", cursor{pos: 20, off: true}, 60, 60, cursor{pos: 61, off: true}},
+		{"cursor past the end", cursor{pos: 100}, 99, 99, cursor{pos: 100, off: true}},
+		{"cursor far past the end (after Clear)", cursor{pos: 5000}, 0, 0, cursor{pos: 1, off: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cursor
-			assert.Equal(t, tt.wantPos, x.findNear(tt.key, &c))
-			assert.Equal(t, tt.wantCursor, c)
+			assert.Equal(t, tt.want, x.findNear(tt.key, &c))
+			assert.Equal(t, tt.after, c)
 		})
+	}
+	// Any walk finds every key, whatever the order.
+	rng := rand.New(rand.NewPCG(7, 8))
+	var c cursor
+	for range 10000 {
+		k := rng.IntN(130)
+		want := -1
+		if k < 100 {
+			want = k
+		}
+		if rng.IntN(3) > 0 && c.pos < 100 { // mostly in order
+			k, want = c.pos, c.pos
+		}
+		require.Equal(t, want, x.findNear(k, &c), "key %d", k)
 	}
 }
 
@@ -133,7 +150,11 @@ func TestIndexResetAndBatch(t *testing.T) {
 	x := newIndex(codec.hash, 4)
 	keys := []string{"a", "b", "a", "c", "b", "a"}
 	var seen []slot
-	x.upsertBatch(keys, make([]uint64, len(keys)), func(i int, sp *slot) {
+	hs := make([]uint64, len(keys))
+	for i, k := range keys {
+		hs[i] = x.hash(k)
+	}
+	x.upsertBatch(keys, hs, func(i int, sp *slot) {
 		seen = append(seen, *sp)
 		*sp = slot(i + 1)
 	})

@@ -16,7 +16,7 @@ import (
 type loadBatch[K comparable] struct {
 	keys   []K
 	offs   []int64
-	hashes []uint64 // scratch for index.upsertBatch
+	hashes []uint64 // of the keys
 }
 
 const (
@@ -28,7 +28,7 @@ func newLoadBatch[K comparable]() *loadBatch[K] {
 	return &loadBatch[K]{
 		keys:   make([]K, 0, loadBatchSize),
 		offs:   make([]int64, 0, loadBatchSize),
-		hashes: make([]uint64, loadBatchSize),
+		hashes: make([]uint64, 0, loadBatchSize),
 	}
 }
 
@@ -42,6 +42,7 @@ func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) er
 		free <- newLoadBatch[K]()
 	}
 	errc := make(chan error, 1)
+	hash := r.index.hash
 	go func() {
 		defer close(full)
 		b := <-free
@@ -53,6 +54,7 @@ func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) er
 			}
 			b.keys = append(b.keys, k)
 			b.offs = append(b.offs, off)
+			b.hashes = append(b.hashes, hash(k)) // here, while k is in this core's cache
 			if len(b.keys) == loadBatchSize {
 				full <- b
 				b = <-free
@@ -67,7 +69,7 @@ func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) er
 	for b := range full {
 		r.index.upsertBatch(b.keys, b.hashes, func(i int, sp *slot) { add(b.offs[i], sp) })
 		clear(b.keys) // let go of string keys
-		b.keys, b.offs = b.keys[:0], b.offs[:0]
+		b.keys, b.offs, b.hashes = b.keys[:0], b.offs[:0], b.hashes[:0]
 		free <- b
 	}
 	return <-errc

@@ -286,9 +286,9 @@ func lastIndexNewline(b []byte) int {
 func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
-		cursor := 0
+		var c cursor
 		for _, item := range items {
-			if r.pending(keyFn(item), &cursor) && !yield(item) {
+			if r.pending(keyFn(item), &c) && !yield(item) {
 				return
 			}
 		}
@@ -301,10 +301,10 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(0)
-		cursor := 0
+		var c cursor
 		for item := range items {
 			r.total.Add(1)
-			if r.pending(keyFn(item), &cursor) && !yield(item) {
+			if r.pending(keyFn(item), &c) && !yield(item) {
 				return
 			}
 		}
@@ -312,12 +312,12 @@ func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T
 }
 
 // pending reports whether the item with key k still has to be done. After
-// Close it reports false and records ErrClosed for Err. cursor is the
-// caller's place in the index (see index.findNear): items usually come in
-// the order their keys were saved.
-func (r *Runner[K, T]) pending(k K, cursor *int) bool {
+// Close it reports false and records ErrClosed for Err. c is the caller's
+// place in the index (see index.findNear): items usually come in the order
+// their keys were saved.
+func (r *Runner[K, T]) pending(k K, c *cursor) bool {
 	r.mu.RLock()
-	s, seen := r.index.getNear(k, cursor)
+	s, seen := r.index.getNear(k, c)
 	closed := r.closed
 	r.mu.RUnlock()
 	if closed {
@@ -529,7 +529,7 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 		var sc lineScanner
 		stop := errors.New("stop")
 		var from int64
-		cursor := 0
+		var c cursor
 		for from < end {
 			var err error
 			from, err = sc.scan(r.results.f, from, end, func(off int64, _ int, line []byte) error {
@@ -542,7 +542,7 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 					return nil
 				}
 				r.mu.RLock()
-				s, _ := r.index.getNear(k, &cursor)
+				s, _ := r.index.getNear(k, &c)
 				live := r.gen == gen && !r.closed
 				r.mu.RUnlock()
 				if !live {
