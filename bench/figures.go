@@ -1,0 +1,515 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/checkpoint-go/checkpoint"
+)
+
+// A row of the table. Value and Ref are numbers in Unit; a row without a
+// target is shown for information.
+type row struct {
+	Figure   string
+	Value    float64
+	Unit     string
+	RefLabel string  // what the reference is, "" if none
+	Ref      float64 // the reference, measured in the same run
+	Ratio    float64 // Value/Ref, or another ratio the figure defines
+	Target   string  // e.g. "≥ 0.50×"; "" for information only
+	Pass     bool
+	Note     string
+	Group    string // the process that measured the row
+	PeakRSS  int64  // bytes, of that process
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func open[K comparable](dir, name string, opts ...checkpoint.Option) (*checkpoint.Runner[K, K], error) {
+	return checkpoint.Open[K, K](name, append([]checkpoint.Option{checkpoint.WithDir(dir), checkpoint.WithLogger(quiet)}, opts...)...)
+}
+
+// heapLive is the live heap after two full collections.
+func heapLive() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// best runs fn rounds times and returns the highest rate: on a shared,
+// noisy machine the fastest run is the one least disturbed.
+func best(rounds int, fn func() (float64, error)) (float64, error) {
+	var top float64
+	for range rounds {
+		v, err := fn()
+		if err != nil {
+			return 0, err
+		}
+		top = max(top, v)
+	}
+	return top, nil
+}
+
+// splitWork calls fn(i) for i in [0, n) from g goroutines and returns calls
+// per second.
+func splitWork(n, g int, fn func(i int64) error) (float64, error) {
+	var mu sync.Mutex
+	next := int64(0)
+	errs := make(chan error, g)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range g {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next += 64
+				mu.Unlock()
+				if i >= int64(n) {
+					return
+				}
+				for j := i; j < min(i+64, int64(n)); j++ {
+					if err := fn(j); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// figureSave is target 1: SaveResult (default sync policy, int keys, a
+// ~100 byte struct) against json.Marshal plus one write per record on the
+// same kind of file, rounds interleaved.
+func figureSave(tmp string, n, g int) ([]row, error) {
+	rec := newRecord(1)
+	round := 0
+	bare := func() (float64, error) {
+		round++
+		f, err := os.OpenFile(filepath.Join(tmp, fmt.Sprintf("bare-%d-%d.jsonl", g, round)), os.O_RDWR|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		return splitWork(n, g, func(int64) error {
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(append(b, '\n'))
+			return err
+		})
+	}
+	lib := func() (float64, error) {
+		round++
+		r, err := open[int64](filepath.Join(tmp, fmt.Sprintf("save-%d-%d", g, round)), "save", checkpoint.WithFresh())
+		if err != nil {
+			return 0, err
+		}
+		rate, err := splitWork(n, g, func(i int64) error { return r.SaveResult(i, rec) })
+		return rate, errors.Join(err, r.Close())
+	}
+	var bareRate, libRate float64
+	for range 3 {
+		b, err := bare()
+		if err != nil {
+			return nil, err
+		}
+		l, err := lib()
+		if err != nil {
+			return nil, err
+		}
+		bareRate, libRate = max(bareRate, b), max(libRate, l)
+	}
+	ratio := libRate / bareRate
+	plural := "s"
+	if g == 1 {
+		plural = ""
+	}
+	return []row{{
+		Figure: fmt.Sprintf("SaveResult, %d goroutine%s", g, plural), Value: libRate, Unit: "rec/s",
+		RefLabel: "json.Marshal + write", Ref: bareRate, Ratio: ratio, Target: "≥ 0.50×", Pass: ratio >= 0.5,
+	}}, nil
+}
+
+// openOnce opens d and returns how long Open took, the live heap it added,
+// and the number of completed keys.
+func openOnce[K comparable](d dataSet) (elapsed time.Duration, heap uint64, completed int, err error) {
+	before := heapLive()
+	start := time.Now()
+	r, err := open[K](d.dir, d.name)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	elapsed = time.Since(start)
+	after := heapLive()
+	completed, _ = r.Progress()
+	return elapsed, after - min(after, before), completed, r.Close()
+}
+
+// figureOpen is target 2: Open on a results file of d.n lines, against
+// decoding each line into a struct with encoding/json.
+// The targets apply to the large set; the small one is for the growth rows.
+func figureOpen(d dataSet, jsonLines int, large bool) ([]row, error) {
+	if err := warm(d); err != nil {
+		return nil, err
+	}
+	var heap float64
+	once := func() (float64, error) {
+		measure := openOnce[int64]
+		if d.strings {
+			measure = openOnce[string]
+		}
+		elapsed, h, completed, err := measure(d)
+		if err != nil {
+			return 0, err
+		}
+		if completed != d.n {
+			return 0, fmt.Errorf("open %s: %d completed, want %d", d.name, completed, d.n)
+		}
+		heap = float64(h) / float64(d.n)
+		return float64(d.n) / elapsed.Seconds(), nil
+	}
+	rate, err := once()
+	if err != nil {
+		return nil, err
+	}
+	// The high-water mark after the first Open: what resuming costs, before
+	// the references below (a map of the same keys) add their own.
+	rss := highWaterRSS()
+	if again, err := once(); err != nil {
+		return nil, err
+	} else {
+		rate = max(rate, again)
+	}
+
+	kind := "int64"
+	if d.strings {
+		kind = "string"
+	}
+	size := sizeLabel(d.n)
+	rows := []row{{Figure: fmt.Sprintf("Open, %s lines, %s keys", size, kind), Value: rate, Unit: "lines/s"}}
+	if large {
+		rows[0].Target, rows[0].Pass = "≥ 4M/s", rate >= 4e6
+	}
+	if jsonLines > 0 {
+		jrate, err := best(1, func() (float64, error) { return jsonDecodeRate(d.path(), jsonLines, d.strings) })
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{
+			Figure: fmt.Sprintf("Open, %s lines, %s keys, vs encoding/json", size, kind), Value: rate, Unit: "lines/s",
+			RefLabel: "json.Unmarshal per line", Ref: jrate, Ratio: rate / jrate, Target: "≥ 8×", Pass: rate/jrate >= 8,
+			Note: fmt.Sprintf("reference decodes the first %s lines of the same file", sizeLabel(jsonLines)),
+		})
+	}
+	if !d.strings {
+		mapHeap := mapHeapPerKey(d.n)
+		rows = append(rows, row{
+			Figure: fmt.Sprintf("Heap after Open, %s int64 keys", size), Value: heap, Unit: "B/key",
+			RefLabel: "map[int64]uint64 of the same keys", Ref: mapHeap, Ratio: heap / mapHeap,
+		})
+		if large {
+			rows[len(rows)-1].Target, rows[len(rows)-1].Pass = "≤ 40 B/key", heap <= 40
+		}
+	} else {
+		rows = append(rows, row{
+			Figure: fmt.Sprintf("Heap after Open, %s string keys", size), Value: heap, Unit: "B/key",
+			Note: "keys of 12 bytes; no target",
+		})
+	}
+	for i := range rows {
+		rows[i].PeakRSS = rss
+	}
+	return rows, nil
+}
+
+// warm reads d's file once, so that the figures measure the library
+// rather than the disk: this machine's page cache gives back cold pages
+// within minutes. (From a cold cache, Open is bound by the disk's read
+// speed instead.)
+func warm(d dataSet) error {
+	f, err := os.Open(d.path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
+// highWaterRSS is this process's peak resident set size so far, in bytes,
+// or 0 where /proc does not tell.
+func highWaterRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// mapHeapPerKey is what a map[int64]uint64 of n keys holds, for comparison.
+func mapHeapPerKey(n int) float64 {
+	before := heapLive()
+	m := make(map[int64]uint64, n)
+	for i := range int64(n) {
+		m[i] = uint64(i)
+	}
+	after := heapLive()
+	runtime.KeepAlive(m)
+	return float64(after-min(after, before)) / float64(n)
+}
+
+// jsonDecodeRate decodes up to limit lines of path, each with json.Unmarshal
+// into a struct, as a loader that reads every record would.
+func jsonDecodeRate(path string, limit int, stringKeys bool) (float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	var intRec struct {
+		Key       int64           `json:"key"`
+		Result    json.RawMessage `json:"result"`
+		Timestamp string          `json:"timestamp"`
+	}
+	var strRec struct {
+		Key       string          `json:"key"`
+		Result    json.RawMessage `json:"result"`
+		Timestamp string          `json:"timestamp"`
+	}
+	var v any = &intRec
+	if stringKeys {
+		v = &strRec
+	}
+	start := time.Now()
+	n := 0
+	for n < limit && sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), v); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// figureIterate is target 3: Iterate over d.n items that are all completed.
+func figureIterate(d dataSet) ([]row, error) {
+	if err := warm(d); err != nil {
+		return nil, err
+	}
+	r, err := open[int64](d.dir, d.name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	items := make([]int64, d.n)
+	for i := range items {
+		items[i] = int64(i)
+	}
+	key := func(v int64) int64 { return v }
+	run := func() (float64, error) {
+		start := time.Now()
+		for range r.Iterate(items, key) {
+			return 0, errors.New("a completed item was yielded")
+		}
+		return float64(len(items)) / time.Since(start).Seconds(), r.Err()
+	}
+	inOrder, err := best(3, run)
+	if err != nil {
+		return nil, err
+	}
+	// What a hand-written skip over a map of the same keys costs.
+	done := make(map[int64]bool, d.n)
+	for _, v := range items {
+		done[v] = true
+	}
+	mapRate, err := best(3, func() (float64, error) {
+		start := time.Now()
+		for _, v := range items {
+			if !done[key(v)] {
+				return 0, errors.New("missing key")
+			}
+		}
+		return float64(len(items)) / time.Since(start).Seconds(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	clear(done)
+	done = nil
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+	shuffled, err := best(1, run)
+	if err != nil {
+		return nil, err
+	}
+	size := sizeLabel(d.n)
+	return []row{
+		{
+			Figure: fmt.Sprintf("Iterate, %s items all completed, in save order", size), Value: inOrder, Unit: "items/s",
+			RefLabel: "loop with map[int64]bool lookups", Ref: mapRate, Ratio: inOrder / mapRate,
+			Target: "≥ 20M/s", Pass: inOrder >= 20e6,
+		},
+		{
+			Figure: fmt.Sprintf("Iterate, %s items all completed, shuffled", size), Value: shuffled, Unit: "items/s",
+			RefLabel: "loop with map[int64]bool lookups", Ref: mapRate, Ratio: shuffled / mapRate,
+			Note: "random order: one cache miss per key; no target",
+		},
+	}, nil
+}
+
+// figureAllResults is target 4: stream every result from disk, with the
+// heap's growth during the stream compared between two sizes.
+func figureAllResults(big, small dataSet) ([]row, error) {
+	stream := func(d dataSet) (rate float64, growth uint64, err error) {
+		if err := warm(d); err != nil {
+			return 0, 0, err
+		}
+		r, err := open[int64](d.dir, d.name)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer r.Close()
+		before := heapLive()
+		// Sample the live heap ten times along the stream, outside the timing.
+		var paused time.Duration
+		start := time.Now()
+		n := 0
+		for _, v := range r.AllResults() {
+			if len(v) == 0 {
+				return 0, 0, errors.New("empty result")
+			}
+			n++
+			if n%(d.n/10) == 0 {
+				t := time.Now()
+				if h := heapLive(); h > before {
+					growth = max(growth, h-before)
+				}
+				paused += time.Since(t)
+			}
+		}
+		elapsed := time.Since(start) - paused
+		if err := r.Err(); err != nil {
+			return 0, 0, err
+		}
+		if n != d.n {
+			return 0, 0, fmt.Errorf("streamed %d results, want %d", n, d.n)
+		}
+		return float64(n) / elapsed.Seconds(), growth, nil
+	}
+	rate, growBig, err := stream(big)
+	if err != nil {
+		return nil, err
+	}
+	_, growSmall, err := stream(small)
+	if err != nil {
+		return nil, err
+	}
+	const slack = 8 << 20
+	return []row{
+		{
+			Figure: fmt.Sprintf("AllResults, %s results from disk", sizeLabel(big.n)), Value: rate, Unit: "results/s",
+			Target: "≥ 1M/s", Pass: rate >= 1e6,
+		},
+		{
+			Figure: fmt.Sprintf("AllResults heap growth, %s results", sizeLabel(big.n)), Value: float64(growBig), Unit: "bytes",
+			RefLabel: fmt.Sprintf("same for %s results", sizeLabel(small.n)), Ref: float64(growSmall),
+			Target: "≤ reference + 8 MiB", Pass: growBig <= growSmall+slack,
+			Note: "live heap sampled 10 times during the stream",
+		},
+	}, nil
+}
+
+// figureSaveGrown is the second half of target 5: saving into a checkpoint
+// that already holds d.n keys is as fast as saving into an empty one. It
+// appends to d's file, so it runs after the figures that read it.
+func figureSaveGrown(tmp string, d dataSet, n int) ([]row, error) {
+	rec := newRecord(1)
+	emptyRun, grownRun := 0, 0
+	empty := func() (float64, error) {
+		emptyRun++
+		r, err := open[int64](filepath.Join(tmp, fmt.Sprintf("empty-%d", emptyRun)), "grow", checkpoint.WithFresh())
+		if err != nil {
+			return 0, err
+		}
+		rate, err := splitWork(n, 1, func(i int64) error { return r.SaveResult(i, rec) })
+		return rate, errors.Join(err, r.Close())
+	}
+	if err := warm(d); err != nil {
+		return nil, err
+	}
+	r, err := open[int64](d.dir, d.name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	grown := func() (float64, error) {
+		grownRun++
+		base := int64(d.n + grownRun*n)
+		return splitWork(n, 1, func(i int64) error { return r.SaveResult(base+i, rec) })
+	}
+	var e, g float64
+	for range 2 {
+		ev, err := empty()
+		if err != nil {
+			return nil, err
+		}
+		gv, err := grown()
+		if err != nil {
+			return nil, err
+		}
+		e, g = max(e, ev), max(g, gv)
+	}
+	return []row{{
+		Figure: fmt.Sprintf("SaveResult into a checkpoint of %s keys", sizeLabel(d.n)), Value: g, Unit: "rec/s",
+		RefLabel: "into an empty checkpoint", Ref: e, Ratio: g / e, Target: "≥ 0.80×", Pass: g/e >= 0.8,
+	}}, nil
+}
+
+func sizeLabel(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
