@@ -1,5 +1,15 @@
 module github.com/checkpoint-go/checkpoint
 
-go 1.25
+go 1.25.0
 
-require github.com/stretchr/testify v1.12.1 // indirect
+require (
+	github.com/schollz/progressbar/v3 v3.19.1
+	golang.org/x/term v0.44.0
+)
+
+require (
+	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/rivo/uniseg v0.4.7 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	golang.org/x/sys v0.46.0 // indirect
+)
