@@ -429,10 +429,13 @@ func (r *Runner[K, T]) checkKey(k K) error {
 // jitter: a random point in the upper half of the exponential step.
 func (c processConfig) backoff(n int) time.Duration {
 	d := c.backoffMin
-	for i := 1; i < n && d <= c.backoffMax/2; i++ {
-		d *= 2
+	for i := 1; i < n && d < c.backoffMax; i++ {
+		if d > c.backoffMax/2 {
+			d = c.backoffMax // doubling could overflow
+		} else {
+			d *= 2
+		}
 	}
-	d = min(d, c.backoffMax)
 	return d/2 + rand.N(d-d/2+1)
 }
 
