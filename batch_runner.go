@@ -137,7 +137,10 @@ func (b *BatchRunner[K, T]) SaveResult(key K, result any) error {
 	if p == nil {
 		return b.Runner.SaveResult(key, result)
 	}
-	failedBefore, _ := b.keyChangedSince(key, p.mark)
+	failedBefore := false
+	if p.errorsSaved.Load() > 0 { // else no key can have failed in this run
+		failedBefore, _ = b.keyChangedSince(key, p.mark)
+	}
 	if err := b.Runner.SaveResult(key, result); err != nil {
 		return err
 	}
@@ -153,6 +156,7 @@ func (b *BatchRunner[K, T]) SaveError(key K, err error) error {
 		return b.Runner.SaveError(key, err)
 	}
 	failedBefore, _ := b.keyChangedSince(key, p.mark)
+	p.errorsSaved.Add(1)
 	if err := b.Runner.SaveError(key, err); err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ type progress struct {
 	now    atomic.Int64 // items given an outcome in this run
 	failed atomic.Int64 // keys that failed in this run and have not succeeded since
 	owed   atomic.Int64 // items handed out that have not had an outcome yet
+	// errorsSaved counts SaveError calls: until the first one, SaveResult
+	// need not look up whether its key failed in this run.
+	errorsSaved atomic.Int64
 
 	start time.Time
 	out   display
