@@ -189,7 +189,7 @@ func (r *Runner[K, T]) load(fresh bool) error {
 	err = r.errors.load(r.log, func(off int64, rec record) error {
 		k, err := r.keys.decode(rec.key)
 		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.errors.path, err)
+			return err
 		}
 		s, seen := r.index[k]
 		if !seen {
@@ -204,7 +204,7 @@ func (r *Runner[K, T]) load(fresh bool) error {
 	err = r.results.load(r.log, func(off int64, rec record) error {
 		k, err := r.keys.decode(rec.key)
 		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.results.path, err)
+			return err
 		}
 		s, seen := r.index[k]
 		switch {

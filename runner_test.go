@@ -37,7 +37,7 @@ func collect[K comparable](r *checkpoint.Runner[K, K], items []K) []K {
 }
 
 // readLines parses every line of a JSONL file, failing on any that is not a
-// JSON object ending in a newline.
+// JSON object or does not end in a newline.
 func readLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -48,6 +48,9 @@ func readLines(t *testing.T, path string) []map[string]any {
 	require.True(t, strings.HasSuffix(string(b), "\n"), "%s does not end in a newline", path)
 	var out []map[string]any
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue // as the Python library's loader does
+		}
 		var m map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &m), "%s line %d: %q", path, i+1, line)
 		out = append(out, m)
