@@ -38,12 +38,30 @@ func TestOpenRejectsBadKeyTypes(t *testing.T) {
 	}{
 		{"pointer", func(dir string) error { _, err := checkpoint.Open[*int, int]("j", checkpoint.WithDir(dir)); return err }},
 		{"interface", func(dir string) error { _, err := checkpoint.Open[any, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"error interface", func(dir string) error { _, err := checkpoint.Open[error, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"channel", func(dir string) error { _, err := checkpoint.Open[chan int, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"complex", func(dir string) error { _, err := checkpoint.Open[complex128, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"unexported field", func(dir string) error { _, err := checkpoint.Open[unexported, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"field excluded from JSON", func(dir string) error { _, err := checkpoint.Open[skipped, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"nested pointer", func(dir string) error { _, err := checkpoint.Open[nested, int]("j", checkpoint.WithDir(dir)); return err }},
+		{"error interface", func(dir string) error {
+			_, err := checkpoint.Open[error, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
+		{"channel", func(dir string) error {
+			_, err := checkpoint.Open[chan int, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
+		{"complex", func(dir string) error {
+			_, err := checkpoint.Open[complex128, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
+		{"unexported field", func(dir string) error {
+			_, err := checkpoint.Open[unexported, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
+		{"field excluded from JSON", func(dir string) error {
+			_, err := checkpoint.Open[skipped, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
+		{"nested pointer", func(dir string) error {
+			_, err := checkpoint.Open[nested, int]("j", checkpoint.WithDir(dir))
+			return err
+		}},
 		{"negative max attempts", func(dir string) error {
 			_, err := checkpoint.Open[int, int]("j", checkpoint.WithDir(dir), checkpoint.WithMaxAttempts(-1))
 			return err

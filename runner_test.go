@@ -492,7 +492,7 @@ func TestAllResultsWhileSaving(t *testing.T) {
 		if k < 50 {
 			require.NoError(t, r.SaveResult(k+1000, k))
 			require.NoError(t, r.SaveResult(k, -k))
-			require.NoError(t, r.SaveResult(k+50, -(k + 50)))
+			require.NoError(t, r.SaveResult(k+50, -(k+50)))
 		}
 	}
 	require.Len(t, got, 100)
