@@ -36,32 +36,14 @@ func TestOpenRejectsBadKeyTypes(t *testing.T) {
 		name string
 		open func(dir string) error
 	}{
-		{"pointer", func(dir string) error { _, err := checkpoint.Open[*int, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"interface", func(dir string) error { _, err := checkpoint.Open[any, int]("j", checkpoint.WithDir(dir)); return err }},
-		{"error interface", func(dir string) error {
-			_, err := checkpoint.Open[error, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
-		{"channel", func(dir string) error {
-			_, err := checkpoint.Open[chan int, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
-		{"complex", func(dir string) error {
-			_, err := checkpoint.Open[complex128, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
-		{"unexported field", func(dir string) error {
-			_, err := checkpoint.Open[unexported, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
-		{"field excluded from JSON", func(dir string) error {
-			_, err := checkpoint.Open[skipped, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
-		{"nested pointer", func(dir string) error {
-			_, err := checkpoint.Open[nested, int]("j", checkpoint.WithDir(dir))
-			return err
-		}},
+		{"pointer", openErr[*int]},
+		{"interface", openErr[any]},
+		{"error interface", openErr[error]},
+		{"channel", openErr[chan int]},
+		{"complex", openErr[complex128]},
+		{"unexported field", openErr[unexported]},
+		{"field excluded from JSON", openErr[skipped]},
+		{"nested pointer", openErr[nested]},
 		{"negative max attempts", func(dir string) error {
 			_, err := checkpoint.Open[int, int]("j", checkpoint.WithDir(dir), checkpoint.WithMaxAttempts(-1))
 			return err
@@ -75,6 +57,11 @@ func TestOpenRejectsBadKeyTypes(t *testing.T) {
 			assert.NoDirExists(t, dir)
 		})
 	}
+}
+
+func openErr[K comparable](dir string) error {
+	_, err := checkpoint.Open[K, int]("j", checkpoint.WithDir(dir))
+	return err
 }
 
 func TestSaveRejectsBadValues(t *testing.T) {
