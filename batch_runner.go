@@ -95,8 +95,9 @@ func (b *BatchRunner[K, T]) IterateWithProgress(items []T, keyFn func(T) K, desc
 			r.setErr(ErrClosed)
 			return
 		}
-		if desc == "" {
-			desc = r.name
+		title := desc
+		if title == "" {
+			title = r.name
 		}
 		var done int64
 		if r.hasRecords() { // a fresh checkpoint needs no count
@@ -107,7 +108,7 @@ func (b *BatchRunner[K, T]) IterateWithProgress(items []T, keyFn func(T) K, desc
 			}
 		}
 		r.total.Store(int64(len(items)))
-		p := b.begin(desc, int64(len(items)), done)
+		p := b.begin(title, int64(len(items)), done)
 		complete := false
 		defer func() { b.end(p, complete) }()
 		for i, item := range items {

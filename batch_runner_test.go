@@ -401,19 +401,50 @@ func TestProgressText(t *testing.T) {
 
 func TestRateFollowsTheLastSeconds(t *testing.T) {
 	var m rateMeter
-	assert.Zero(t, m.rate(), "no samples yet")
-	// 100/s for 20 s, then 10/s for 10 s: the rate is the recent one.
+	_, ok := m.rate()
+	assert.False(t, ok, "no samples yet")
+	// 100/s for 20 s, 10/s for 10 s, then nothing for 12 s.
 	n := int64(0)
-	for i := range 150 {
+	for i := range 210 {
 		at := time.Duration(i) * 200 * time.Millisecond
-		if at < 20*time.Second {
+		switch {
+		case at < 20*time.Second:
 			n += 20
-		} else {
+		case at < 30*time.Second:
 			n += 2
 		}
 		m.sample(at, n)
+		if i == 149 {
+			rate, ok := m.rate()
+			assert.True(t, ok)
+			assert.InDelta(t, 10, rate, 0.5, "the rate is the recent one")
+		}
 	}
-	assert.InDelta(t, 10, m.rate(), 0.5)
+	rate, ok := m.rate()
+	assert.True(t, ok)
+	assert.Zero(t, rate, "a stalled job shows a rate of 0")
+}
+
+func TestStalledJobShowsNoRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := batchOpen(t, t.TempDir())
+		rec := batchRecord(b)
+		for _, item := range b.IterateWithProgress(slices.Collect(procInts(100)), procKey, "stall") {
+			if item < 50 {
+				time.Sleep(20 * time.Millisecond)
+			} else if item == 50 {
+				time.Sleep(15 * time.Second) // stuck
+			}
+			require.NoError(t, b.SaveResult(item, item))
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		require.NotEmpty(t, rec.updates)
+		last := rec.updates[len(rec.updates)-1]
+		assert.Equal(t, int64(50), last.done)
+		assert.Zero(t, last.rate)
+		assert.Contains(t, last.running(true), "0/s, ETA ?")
+	})
 }
 
 // BenchmarkProgressOverhead compares a plain Runner loop with the same loop

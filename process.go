@@ -20,7 +20,7 @@ type Summary struct {
 	Succeeded   int // items whose result was saved
 	Failed      int // items whose failure was saved (or, rarely, whose key cannot be saved: see Process)
 	Skipped     int // items not run: completed earlier, out of attempts, or with the same key as an item in flight
-	Interrupted int // items stopped by the end of ctx; nothing is recorded for them, so the next run does them
+	Interrupted int // items stopped by the end of ctx (or a checkpoint failure); nothing is recorded for them, so the next run does them
 	Retries     int // extra attempts after retryable errors
 	Elapsed     time.Duration
 }

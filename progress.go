@@ -158,8 +158,8 @@ func (p *progress) snapshot(at time.Time) snapshot {
 		elapsed: at.Sub(p.start),
 		at:      at,
 	}
-	s.rate = p.rate.rate()
-	if s.rate == 0 {
+	var ok bool
+	if s.rate, ok = p.rate.rate(); !ok {
 		s.rate = s.average()
 	}
 	return s
@@ -184,15 +184,15 @@ func (m *rateMeter) sample(t time.Duration, n int64) {
 	}
 }
 
-// rate is the number of outcomes per second over about the last ten seconds,
-// or 0 when there is less than a second of samples.
-func (m *rateMeter) rate() float64 {
+// rate is the number of outcomes per second over about the last ten
+// seconds; ok is false when there is less than a second of samples.
+func (m *rateMeter) rate() (rate float64, ok bool) {
 	count := m.next
 	if m.full {
 		count = len(m.t)
 	}
 	if count < 2 {
-		return 0
+		return 0, false
 	}
 	last := (m.next - 1 + len(m.t)) % len(m.t)
 	first := (m.next - count + len(m.t)) % len(m.t)
@@ -204,9 +204,9 @@ func (m *rateMeter) rate() float64 {
 	}
 	span := m.t[last] - m.t[first]
 	if span < time.Second {
-		return 0
+		return 0, false
 	}
-	return float64(m.n[last]-m.n[first]) / span.Seconds()
+	return float64(m.n[last]-m.n[first]) / span.Seconds(), true
 }
 
 // A snapshot is what a display shows at one moment.
