@@ -47,7 +47,7 @@ func main() {
 
 	opts := []checkpoint.Option{
 		checkpoint.WithDir(*dir),
-		checkpoint.WithMaxAttempts(3), // a record that failed in 3 runs is left alone
+		checkpoint.WithMaxAttempts(maxAttempts),
 	}
 	if *fresh {
 		opts = append(opts, checkpoint.WithFresh())
@@ -83,18 +83,29 @@ func main() {
 	m := runner.Meta()
 	fmt.Printf("checkpoint %q in %s: %d completed, %d failed\n", m.Name, *dir, m.CompletedItems, m.FailedItems)
 	failures := runner.AllErrors()
+	retry := 0
 	for i, f := range failures {
-		if i == 3 {
-			fmt.Printf("  ... and %d more\n", len(failures)-i)
-			break
+		if f.Attempts < maxAttempts {
+			retry++
 		}
-		first, _, _ := strings.Cut(f.Error, "\n") // a panic's stack follows its first line
-		fmt.Printf("  id %d, attempt %d: %s\n", f.Key, f.Attempts, first)
+		if i < 3 {
+			first, _, _ := strings.Cut(f.Error, "\n") // a panic's stack follows its first line
+			fmt.Printf("  id %d, attempt %d: %s\n", f.Key, f.Attempts, first)
+		}
 	}
-	if len(failures) > 0 {
-		fmt.Println("Run again to retry the failures (up to 3 runs each); -fresh starts over.")
+	if len(failures) > 3 {
+		fmt.Printf("  ... and %d more, in %s/batch_errors.jsonl\n", len(failures)-3, *dir)
+	}
+	switch {
+	case retry > 0:
+		fmt.Printf("Run again to retry %d failed records; -fresh starts over.\n", retry)
+	case len(failures) > 0:
+		fmt.Printf("Each failed record has failed in %d runs and is left alone; -fresh starts over.\n", maxAttempts)
 	}
 }
+
+// maxAttempts is how many runs may fail on a record before it is left alone.
+const maxAttempts = 3
 
 // ids streams the record ids, as a job reading a large file would.
 func ids(n int) iter.Seq[int] {
