@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -50,7 +49,7 @@ func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) er
 		err := j.load(r.log, func(off int64, rec record) error {
 			k, err := r.keys.decodeIn(rec.key, &arena)
 			if err != nil {
-				return fmt.Errorf("checkpoint: %s: %w", j.path, err)
+				return err // journal.load names the file and line
 			}
 			b.keys = append(b.keys, k)
 			b.offs = append(b.offs, off)

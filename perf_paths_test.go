@@ -307,9 +307,9 @@ func TestIterateSeqWithCursor(t *testing.T) {
 	assert.ErrorIs(t, r.Err(), ErrClosed)
 }
 
-// AllResults yields each key's latest result once, in the order saved,
-// including keys re-saved (their older lines are skipped) and keys saved
-// while the stream runs.
+// AllResults yields each key's latest result once, in the order saved:
+// older lines of a re-saved key are skipped; during the loop, a new key is
+// not yielded and a re-saved one is yielded once with its latest result.
 func TestAllResultsLatestOnce(t *testing.T) {
 	dir := t.TempDir()
 	r := openQuiet[int, int](t, dir, "all")
@@ -329,10 +329,22 @@ func TestAllResultsLatestOnce(t *testing.T) {
 		got = append(got, kv{k, string(v)})
 		if k == 0 {
 			require.NoError(t, r.SaveResult(100, 100))
+			require.NoError(t, r.SaveResult(7, 77))
 		}
 	}
 	require.NoError(t, r.Err())
-	want := []kv{{0, "0"}, {1, "1"}, {2, "2"}, {4, "4"}, {6, "6"}, {7, "7"}, {8, "8"}, {9, "9"}, {3, "33"}, {100, "100"}}
+	want := []kv{{0, "0"}, {1, "1"}, {2, "2"}, {4, "4"}, {6, "6"}, {7, "77"}, {8, "8"}, {9, "9"}, {3, "33"}}
+	assert.Equal(t, want, got)
+
+	// After a reopen (a new index, in file order) the same holds.
+	require.NoError(t, r.Close())
+	r = openQuiet[int, int](t, dir, "all")
+	defer r.Close()
+	got = got[:0]
+	for k, v := range r.AllResults() {
+		got = append(got, kv{k, string(v)})
+	}
+	want = []kv{{0, "0"}, {1, "1"}, {2, "2"}, {4, "4"}, {6, "6"}, {8, "8"}, {9, "9"}, {3, "33"}, {100, "100"}, {7, "77"}}
 	assert.Equal(t, want, got)
 
 	// The values are copies the caller may keep.

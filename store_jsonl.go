@@ -161,7 +161,10 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 		if !ok {
 			return fmt.Errorf("%w: %s line %d is not a record: %.60q", ErrCorrupt, j.path, lineNo, line)
 		}
-		return fn(off, rec)
+		if err := fn(off, rec); err != nil {
+			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
