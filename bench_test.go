@@ -420,3 +420,41 @@ func BenchmarkDecodeKey(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIndexGrow measures the pause of the one upsert that doubles the
+// index's table (under the runner's lock, in SaveResult): the table is
+// rebuilt at once, not incrementally.
+func BenchmarkIndexGrow(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(sizeName(n), func(b *testing.B) {
+			codec, err := newKeyCodec[int64]()
+			if err != nil {
+				b.Fatal(err)
+			}
+			size := tableSize(n)
+			full := size / 4 * 3 // keys that fit before the table doubles
+			var pause time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				x := newIndex(codec.hash, n)
+				for i := range int64(full) {
+					*x.upsert(i) = slotDone
+				}
+				if len(x.table) != size {
+					b.Fatalf("table grew early: %d slots, want %d", len(x.table), size)
+				}
+				b.StartTimer()
+				start := time.Now()
+				*x.upsert(int64(full)) = slotDone // the upsert that grows
+				pause = time.Since(start)
+				b.StopTimer()
+				if len(x.table) != 2*size {
+					b.Fatalf("table did not grow: %d slots", len(x.table))
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(pause.Microseconds())/1000, "pause-ms")
+			b.ReportMetric(float64(full), "keys")
+		})
+	}
+}

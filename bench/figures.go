@@ -217,7 +217,7 @@ func figureOpen(d dataSet, jsonLines int, large bool) ([]row, error) {
 		rows[0].Target, rows[0].Pass = "≥ 4M/s", rate >= 4e6
 	}
 	if jsonLines > 0 {
-		jrate, err := best(1, func() (float64, error) { return jsonDecodeRate(d.path(), jsonLines, d.strings) })
+		jrate, err := best(2, func() (float64, error) { return jsonDecodeRate(d.path(), jsonLines, d.strings) })
 		if err != nil {
 			return nil, err
 		}
