@@ -5,16 +5,21 @@ import "math/bits"
 // index is the runner's per-key state: a hash table from key to slot that
 // also remembers the order in which keys first appeared.
 //
-// It replaces a map[K]slot for two reasons measured on 10 million keys:
+// It replaces a map[K]slot, which profiles of Open and Iterate on 10
+// million keys showed bound by random memory access (about 550 ns per new
+// key in Open, 5 million lookups per second in Iterate):
 //
-//   - Memory. A map[int64]slot costs about 30 bytes per key (and 36 at some
-//     sizes, as it grows in powers of two); this costs 16 bytes per entry plus
-//     8 per table word, at most 3/4 full.
 //   - Locality. A resumed run usually meets its keys in the order the last
 //     run saved them. The entries are stored in that order, so a caller that
 //     keeps a cursor (Iterate, AllResults) checks the next entry first and
 //     only hashes on a miss: a sequential read instead of a random one into a
 //     table far larger than the CPU's caches.
+//   - Batches. Open inserts keys in batches whose table words it reads
+//     first, so that their cache misses overlap (see upsertBatch); a map
+//     takes one key at a time.
+//
+// Memory is about what the map took: 16 bytes per int64 entry plus 8 per
+// table word at most 3/4 full, about 31 bytes per key at 10 million.
 //
 // Keys are never removed one by one (a key keeps its slot until Clear), so
 // the table needs no tombstones. It is not safe for concurrent use; the
