@@ -65,3 +65,45 @@ func (j *journal) setAside(log *slog.Logger, c *corruptLines) error {
 	}
 	return nil
 }
+
+// balanced reports whether b, the body of a parsed record, closes every
+// string, object and array it opens. parseRecord checks a line's framing, not
+// its whole grammar, and a line cut short right after a nested object whose
+// last field is "timestamp" looks framed; its body, a strict prefix of a JSON
+// value, is never balanced. Strings are skipped with IndexByte, so long
+// results cost little.
+func balanced(b []byte) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			j := i + 1
+			for {
+				k := bytes.IndexByte(b[j:], '"')
+				if k < 0 {
+					return false
+				}
+				j += k
+				// The quote closes the string unless an odd number of
+				// backslashes escapes it.
+				bs := 0
+				for m := j - 1; m > i && b[m] == '\\'; m-- {
+					bs++
+				}
+				if bs%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
+}

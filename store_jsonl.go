@@ -169,6 +169,9 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 			return nil
 		}
 		rec, ok := parseRecord(line)
+		if ok && !balanced(rec.body) {
+			ok = false // a line cut short that looks framed
+		}
 		if !ok {
 			if j.skipCorrupt {
 				bad.add(off, lineNo, raw)
