@@ -48,7 +48,7 @@ func openJournal(path string, o *options) (*journal, error) {
 	if o.wrapFile != nil {
 		j.f = o.wrapFile(f)
 	}
-	j.sync = newSyncer(o.sync, path, j.f.Sync, o.logger)
+	j.sync = newSyncer(o.sync, path, func() error { return syncData(j.f) }, o.logger)
 	return j, nil
 }
 
