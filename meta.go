@@ -92,6 +92,10 @@ func writeFileAtomic(path string, b []byte, rename func(oldpath, newpath string)
 			os.Remove(tmp.Name())
 		}
 	}()
+	// CreateTemp makes the file private; the meta is as readable as the rest.
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	if _, err = tmp.Write(b); err != nil {
 		return err
 	}

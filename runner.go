@@ -200,7 +200,7 @@ func (r *Runner[K, T]) load(o *options) error {
 	err = r.errors.load(r.log, func(off int64, rec record) error {
 		k, err := r.keys.decode(rec.key)
 		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.errors.path, err)
+			return err
 		}
 		s, seen := r.index[k]
 		if !seen {
@@ -215,7 +215,7 @@ func (r *Runner[K, T]) load(o *options) error {
 	err = r.results.load(r.log, func(off int64, rec record) error {
 		k, err := r.keys.decode(rec.key)
 		if err != nil {
-			return fmt.Errorf("checkpoint: %s: %w", r.results.path, err)
+			return err
 		}
 		s, seen := r.index[k]
 		switch {
@@ -536,6 +536,10 @@ func (r *Runner[K, T]) Result(key K, v any) (found bool, err error) {
 // not grow with the number of results. Each value is the result's JSON, a
 // fresh copy the caller may keep. An I/O error stops the iterator and is
 // reported by Err.
+//
+// The loop reads the results file as it was when the loop started, so it is
+// safe to save inside it: a key saved for the first time during the loop is
+// not yielded, and a key saved again is yielded once, with its latest result.
 func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 	return func(yield func(K, json.RawMessage) bool) {
 		r.mu.RLock()
@@ -545,49 +549,54 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 			r.setErr(ErrClosed)
 			return
 		}
+		var moved map[K]struct{} // keys re-saved past end during the loop, once yielded
 		var sc lineScanner
 		stop := errors.New("stop")
-		var from int64
-		for from < end {
-			var err error
-			from, err = sc.scan(r.results.f, from, end, func(off int64, _ int, line []byte) error {
-				rec, ok := parseRecord(line)
-				if !ok {
-					return nil
-				}
-				k, err := r.keys.decode(rec.key)
-				if err != nil {
-					return nil
-				}
-				r.mu.RLock()
-				s, live := r.index[k], r.gen == gen && !r.closed
-				r.mu.RUnlock()
-				if !live {
-					return stop
-				}
-				if !s.done() || s.offset() != off {
-					return nil // not this key's latest result
-				}
-				if !yield(k, slices.Clone(json.RawMessage(rec.body))) {
-					return stop
-				}
+		_, err := sc.scan(r.results.f, 0, end, func(off int64, _ int, line []byte) error {
+			rec, ok := parseRecord(line)
+			if !ok {
 				return nil
-			})
-			if err == stop {
-				return
 			}
+			k, err := r.keys.decode(rec.key)
 			if err != nil {
-				r.setErr(fmt.Errorf("checkpoint: read %s: %w", r.results.path, err))
-				return
+				return nil
 			}
-			// Results saved while we streamed are read too: a key whose
-			// latest line moved past end would otherwise be missed.
 			r.mu.RLock()
-			end = r.results.size
-			if r.gen != gen {
-				end = from
+			s, live := r.index[k], r.gen == gen && !r.closed
+			var latest []byte
+			var rerr error
+			if live && s.done() && s.offset() >= end {
+				if _, done := moved[k]; !done {
+					latest, rerr = r.results.readLine(s.offset())
+				}
 			}
 			r.mu.RUnlock()
+			switch {
+			case !live:
+				return stop
+			case rerr != nil:
+				return rerr
+			case !s.done():
+				return nil
+			case s.offset() == off:
+			case latest != nil:
+				if rec, ok = parseRecord(latest); !ok {
+					return nil
+				}
+				if moved == nil {
+					moved = make(map[K]struct{})
+				}
+				moved[k] = struct{}{}
+			default:
+				return nil // an older result of this key
+			}
+			if !yield(k, slices.Clone(json.RawMessage(rec.body))) {
+				return stop
+			}
+			return nil
+		})
+		if err != nil && err != stop {
+			r.setErr(fmt.Errorf("checkpoint: read %s: %w", r.results.path, err))
 		}
 	}
 }

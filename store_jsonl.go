@@ -180,7 +180,10 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 			return fmt.Errorf("%w: %s line %d is not a record (WithSkipCorrupt opens past it): %.60q",
 				ErrCorrupt, j.path, lineNo, line)
 		}
-		return fn(off, rec)
+		if err := fn(off, rec); err != nil {
+			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
