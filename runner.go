@@ -91,10 +91,12 @@ func (s slot) failure(off int64) slot {
 }
 
 // Open opens the checkpoint called name, creating it if needed, and loads
-// what earlier runs recorded. It repairs a torn last line left by a crash and
-// rebuilds a missing or damaged meta file. It fails with an error wrapping
+// what earlier runs recorded. It repairs a torn last line left by a crash,
+// removes temporary files left by a crash while the meta file was rewritten,
+// and rebuilds a missing or damaged meta file. It fails with an error wrapping
 // ErrLocked if another Runner holds the checkpoint, and with one wrapping
-// ErrCorrupt if a line in the middle of a file is damaged.
+// ErrCorrupt if a line in the middle of a file is damaged (WithSkipCorrupt
+// opens past such lines).
 //
 // K must survive a JSON round trip: pointers, interfaces, channels and funcs
 // are refused, as are structs with unexported fields.
