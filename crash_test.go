@@ -169,7 +169,7 @@ func TestCrashKill9(t *testing.T) {
 		bin:        buildCrashProg(t),
 		root:       t.TempDir(),
 		rng:        rand.New(rand.NewPCG(seed, 0)),
-		items:      2000,
+		items:      3000,
 		repairTime: 30 * time.Millisecond,
 		stats:      crashStats{byMode: map[string]int{}},
 	}
