@@ -19,6 +19,12 @@
 //	}
 //	for _, f := range runner.AllErrors() { ... } // review what failed
 //
+// Runner.Process runs a function over the items with many workers at once,
+// retries errors marked Retryable with backoff, records a panic as the item's
+// failure, and stops cleanly when its context is cancelled. A BatchRunner
+// (OpenBatch) adds a progress bar that counts the whole input, resumed items
+// included, and writes plain lines when its output is not a terminal.
+//
 // Outcomes are appended as JSON lines to <name>_results.jsonl and
 // <name>_errors.jsonl in the checkpoint folder, with counts in
 // <name>_meta.json: the same files as the Python checkpoint library, which can

@@ -12,6 +12,7 @@ type options struct {
 	maxAttempts int
 	fresh       bool
 	logger      *slog.Logger
+	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
 
