@@ -133,6 +133,10 @@ type crashHarness struct {
 	run   int
 	saved map[string]string          // key -> sha256 of its result, reported saved since the last Clear
 	maybe map[string]map[string]bool // saved before a Clear that a kill may have cut short
+	// returned holds, per key, the results the work function returned in
+	// the process mode, where the library saves them and no "saved" report
+	// comes: a result found on disk must be one of them.
+	returned map[string]map[string]bool
 
 	checked map[string]checkedLines // per journal, the lines known to parse
 
@@ -212,10 +216,12 @@ func (h *crashHarness) hits(kind string) int {
 
 func (h *crashHarness) pickKind() string {
 	switch x := h.rng.IntN(100); {
-	case x < 38:
+	case x < 28:
 		return "iterate"
-	case x < 76:
+	case x < 52:
 		return "concurrent"
+	case x < 76:
+		return "process"
 	case x < 84:
 		return "repair"
 	case x < 92:
@@ -233,6 +239,7 @@ func (h *crashHarness) newJob() {
 	h.dir = filepath.Join(h.root, fmt.Sprintf("job%d", h.job))
 	h.saved = map[string]string{}
 	h.maybe = map[string]map[string]bool{}
+	h.returned = map[string]map[string]bool{}
 	h.checked = map[string]checkedLines{}
 }
 
@@ -251,7 +258,7 @@ func (h *crashHarness) cycle(kind string) {
 	trigger := "" // the report that starts the countdown to the kill
 	delay := time.Duration(h.rng.Int64N(int64(60 * time.Millisecond)))
 	switch kind {
-	case "concurrent":
+	case "concurrent", "process":
 		args = append(args, "-workers", fmt.Sprint(2+h.rng.IntN(15)))
 	case "repair":
 		mode = "iterate"
@@ -358,6 +365,11 @@ func (h *crashHarness) apply(events []string) {
 		case "saved":
 			h.saved[f[1]] = f[2]
 			delete(h.maybe, f[1])
+		case "result":
+			if h.returned[f[1]] == nil {
+				h.returned[f[1]] = map[string]bool{}
+			}
+			h.returned[f[1]][f[2]] = true
 		case "clearing":
 			// Until "cleared", these may or may not have been deleted.
 			for k, sum := range h.saved {
@@ -522,9 +534,16 @@ func (h *crashHarness) verify() {
 			t.Errorf("%s, saved before an interrupted Clear, came back with a result never saved", k)
 		}
 	}
+	for k, g := range got {
+		if sums := h.returned[k]; sums != nil && !sums[g] {
+			if _, saved := h.saved[k]; !saved {
+				t.Errorf("invariant 1: %s holds a result that its work function never returned", k)
+			}
+		}
+	}
 	// What is on disk now is saved, reported or not (a kill can fall between
 	// SaveResult's return and the report): it must not be redone either.
-	h.saved, h.maybe = got, map[string]map[string]bool{}
+	h.saved, h.maybe, h.returned = got, map[string]map[string]bool{}, map[string]map[string]bool{}
 	require.NoError(t, r.Close())
 
 	// Invariant 3: after Open, every line of every file is a record, there is

@@ -6,12 +6,18 @@
 // one write and right after the library call returned:
 //
 //	opening | opened | work <key> | saved <key> <sha256 of the result JSON> |
-//	failed <key> | clearing | cleared | locked | done | error <text>
+//	result <key> <sha256> | failed <key> | clearing | cleared | locked | done |
+//	error <text>
+//
+// In the process mode the library saves what the work function returns, so
+// the program reports "result" (what it is about to return) instead of
+// "saved".
 //
 // The test trusts nothing but these reports and the files.
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -56,21 +62,21 @@ type job struct {
 	saves int
 }
 
-// modes are the ways of driving the runner. A Process mode, with the
-// library's parallel workers, belongs here next to the hand-made one.
+// modes are the ways of driving the runner.
 var modes = map[string]func(*job) error{
-	"iterate":    (*job).iterate,
-	"concurrent": (*job).concurrent,
+	"iterate":    (*job).iterate,    // the plain loop
+	"concurrent": (*job).concurrent, // a loop handing items to goroutines that save
+	"process":    (*job).process,    // Runner.Process with several workers
 }
 
 func main() {
 	dir := flag.String("dir", "", "checkpoint folder")
 	name := flag.String("name", "job", "checkpoint name")
-	mode := flag.String("mode", "iterate", "iterate, concurrent, meta, hold or tryopen")
+	mode := flag.String("mode", "iterate", "iterate, concurrent, process, meta, hold or tryopen")
 	n := flag.Int("items", 2000, "number of items")
 	run := flag.Int("run", 0, "run number, stored in each result")
 	policy := flag.String("sync", "none", "none, always or interval")
-	workers := flag.Int("workers", 8, "goroutines saving at once (concurrent mode)")
+	workers := flag.Int("workers", 8, "goroutines saving at once (concurrent and process modes)")
 	failRate := flag.Int("fail", 0, "one item in this many fails on the first pass")
 	maxPad := flag.Int("pad", 256<<10, "largest padding of a result, in bytes")
 	clearAt := flag.Int("clear", 0, "call Clear after this many saves")
@@ -220,17 +226,51 @@ loop:
 	return err
 }
 
-// do is the work on one item: make its result and save it, or fail it.
+// process lets the library's Process run the items on several workers.
+func (j *job) process() error {
+	items := func(yield func(int) bool) {
+		for _, item := range j.items {
+			if !yield(item) {
+				return
+			}
+		}
+	}
+	_, err := j.r.Process(context.Background(), items, key, func(_ context.Context, item int) (any, error) {
+		res, sum, err := j.work(item)
+		if err != nil {
+			return nil, err
+		}
+		j.rep.say("result %s %s", key(item), sum)
+		return res, nil
+	}, checkpoint.WithWorkers(j.workers))
+	return err
+}
+
+// do is the work on one item, then saving its outcome, by hand.
 func (j *job) do(item int) error {
 	k := key(item)
-	j.rep.say("work %s", k)
-	h := hash(k, j.run)
-	if j.failRate > 0 && h%uint64(j.failRate) == 0 {
-		if err := j.r.SaveError(k, fmt.Errorf("item %d failed in run %d", item, j.run)); err != nil {
+	res, sum, err := j.work(item)
+	if err != nil {
+		if err := j.r.SaveError(k, err); err != nil {
 			return err
 		}
 		j.rep.say("failed %s", k)
 		return nil
+	}
+	if err := j.r.SaveResult(k, res); err != nil {
+		return err
+	}
+	j.rep.say("saved %s %s", k, sum)
+	return j.maybeClear()
+}
+
+// work makes an item's result, with the SHA-256 of its JSON, or fails.
+func (j *job) work(item int) (Result, string, error) {
+	k := key(item)
+	j.rep.say("work %s", k)
+	h := hash(k, j.run)
+	if j.failRate > 0 && h%uint64(j.failRate) == 0 {
+		return Result{}, "", fmt.Errorf("item %d failed in run %d", item, j.run)
 	}
 	res := Result{Item: item, Run: j.run}
 	pad := int(h>>8) % 64
@@ -242,14 +282,10 @@ func (j *job) do(item int) error {
 	res.Meta.Timestamp = "t"
 	b, err := json.Marshal(res)
 	if err != nil {
-		return err
-	}
-	if err := j.r.SaveResult(k, res); err != nil {
-		return err
+		return Result{}, "", err
 	}
 	sum := sha256.Sum256(b)
-	j.rep.say("saved %s %s", k, hex.EncodeToString(sum[:]))
-	return j.maybeClear()
+	return res, hex.EncodeToString(sum[:]), nil
 }
 
 func (j *job) maybeClear() error {
