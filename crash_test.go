@@ -133,9 +133,9 @@ type crashHarness struct {
 	run   int
 	saved map[string]string          // key -> sha256 of its result, reported saved since the last Clear
 	maybe map[string]map[string]bool // saved before a Clear that a kill may have cut short
-	// returned holds, per key, the results the work function returned in
-	// the process mode, where the library saves them and no "saved" report
-	// comes: a result found on disk must be one of them.
+	// returned holds, per key, the results the work function made since the
+	// last verify: a result found on disk that was not reported saved (a
+	// kill came before the report, or Process saved it) must be one of them.
 	returned map[string]map[string]bool
 
 	checked map[string]checkedLines // per journal, the lines known to parse
@@ -372,13 +372,21 @@ func (h *crashHarness) apply(events []string) {
 			h.returned[f[1]][f[2]] = true
 		case "clearing":
 			// Until "cleared", these may or may not have been deleted.
-			for k, sum := range h.saved {
+			add := func(k, sum string) {
 				if h.maybe[k] == nil {
 					h.maybe[k] = map[string]bool{}
 				}
 				h.maybe[k][sum] = true
 			}
-			h.saved = map[string]string{}
+			for k, sum := range h.saved {
+				add(k, sum)
+			}
+			for k, sums := range h.returned {
+				for sum := range sums {
+					add(k, sum)
+				}
+			}
+			h.saved, h.returned = map[string]string{}, map[string]map[string]bool{}
 		case "cleared":
 			h.maybe = map[string]map[string]bool{}
 		}
@@ -535,10 +543,10 @@ func (h *crashHarness) verify() {
 		}
 	}
 	for k, g := range got {
-		if sums := h.returned[k]; sums != nil && !sums[g] {
-			if _, saved := h.saved[k]; !saved {
-				t.Errorf("invariant 1: %s holds a result that its work function never returned", k)
-			}
+		_, saved := h.saved[k]
+		_, maybe := h.maybe[k]
+		if !saved && !maybe && !h.returned[k][g] {
+			t.Errorf("invariant 1: %s holds a result that the work function never made (run %d)", k, h.run)
 		}
 	}
 	// What is on disk now is saved, reported or not (a kill can fall between

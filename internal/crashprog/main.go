@@ -5,13 +5,13 @@
 // It reports what it does on file descriptor 3, one line per event, each in
 // one write and right after the library call returned:
 //
-//	opening | opened | work <key> | saved <key> <sha256 of the result JSON> |
-//	result <key> <sha256> | failed <key> | clearing | cleared | locked | done |
+//	opening | opened | work <key> | result <key> <sha256 of the result JSON> |
+//	saved <key> <sha256> | failed <key> | clearing | cleared | locked | done |
 //	error <text>
 //
-// In the process mode the library saves what the work function returns, so
-// the program reports "result" (what it is about to return) instead of
-// "saved".
+// "result" comes before the result is saved, "saved" after SaveResult
+// returned. In the process mode the library saves what the work function
+// returns, so only "result" comes.
 //
 // The test trusts nothing but these reports and the files.
 package main
@@ -236,11 +236,10 @@ func (j *job) process() error {
 		}
 	}
 	_, err := j.r.Process(context.Background(), items, key, func(_ context.Context, item int) (any, error) {
-		res, sum, err := j.work(item)
+		res, _, err := j.work(item)
 		if err != nil {
 			return nil, err
 		}
-		j.rep.say("result %s %s", key(item), sum)
 		return res, nil
 	}, checkpoint.WithWorkers(j.workers))
 	return err
@@ -284,8 +283,10 @@ func (j *job) work(item int) (Result, string, error) {
 	if err != nil {
 		return Result{}, "", err
 	}
-	sum := sha256.Sum256(b)
-	return res, hex.EncodeToString(sum[:]), nil
+	digest := sha256.Sum256(b)
+	sum := hex.EncodeToString(digest[:])
+	j.rep.say("result %s %s", k, sum)
+	return res, sum, nil
 }
 
 func (j *job) maybeClear() error {
