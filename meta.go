@@ -3,8 +3,10 @@ package checkpoint
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -77,8 +79,8 @@ func readMeta(path string) (Meta, error) {
 // writeFileAtomic replaces path with b so that a crash at any moment leaves
 // either the old file or the new one, never an empty or partial file: write a
 // temporary file, sync it, rename it over path, and sync the folder so the
-// rename itself is durable.
-func writeFileAtomic(path string, b []byte) (err error) {
+// rename itself is durable. rename is os.Rename but in fault tests.
+func writeFileAtomic(path string, b []byte, rename func(oldpath, newpath string) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -103,8 +105,27 @@ func writeFileAtomic(path string, b []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err = rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// removeTemps deletes the temporary files that writeFileAtomic left beside
+// path when its process died before the rename. The caller holds the lock,
+// so no other runner is writing one.
+func removeTemps(path string, log *slog.Logger) {
+	dir, prefix := filepath.Dir(path), filepath.Base(path)+".tmp-"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
+			p := filepath.Join(dir, e.Name())
+			if err := os.Remove(p); err == nil {
+				log.Info("checkpoint: removed a temporary file left by a crash", "file", p)
+			}
+		}
+	}
 }

@@ -13,6 +13,12 @@ type options struct {
 	fresh       bool
 	logger      *slog.Logger
 	batch       batchOptions // read by OpenBatch only
+	sync        SyncPolicy
+	skipCorrupt bool
+
+	// Seams for fault-injection tests; nil in real use.
+	wrapFile func(appendFile) appendFile         // wraps each journal's file
+	rename   func(oldpath, newpath string) error // replaces os.Rename for the meta file
 }
 
 func defaultOptions() options {
@@ -42,4 +48,18 @@ func WithFresh() Option {
 // to standard output itself.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
+}
+
+// WithSkipCorrupt lets Open go on past damaged lines in the middle of a file,
+// which it otherwise refuses with an error wrapping ErrCorrupt. Each damaged
+// line is logged, its bytes are appended to a side file beside the journal
+// (<name>_results.jsonl.corrupt or <name>_errors.jsonl.corrupt) and synced,
+// and only then is the line blanked out in place (overwritten with spaces), so
+// later runs open without this option and nothing is destroyed. Records on
+// skipped lines are not in the checkpoint: their items are done again.
+//
+// A line whose key does not decode into the runner's key type is not skipped:
+// that means the wrong key type, not damage, and Open still fails.
+func WithSkipCorrupt() Option {
+	return func(o *options) { o.skipCorrupt = true }
 }

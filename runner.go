@@ -41,6 +41,7 @@ type Runner[K comparable, T any] struct {
 	keys        keyCodec[K]
 	lock        *os.File
 	metaPath    string
+	rename      func(oldpath, newpath string) error // os.Rename but in fault tests
 
 	mu        sync.RWMutex
 	closed    bool
@@ -91,10 +92,12 @@ func (s slot) failure(off int64) slot {
 }
 
 // Open opens the checkpoint called name, creating it if needed, and loads
-// what earlier runs recorded. It repairs a torn last line left by a crash and
-// rebuilds a missing or damaged meta file. It fails with an error wrapping
+// what earlier runs recorded. It repairs a torn last line left by a crash,
+// removes temporary files left by a crash while the meta file was rewritten,
+// and rebuilds a missing or damaged meta file. It fails with an error wrapping
 // ErrLocked if another Runner holds the checkpoint, and with one wrapping
-// ErrCorrupt if a line in the middle of a file is damaged.
+// ErrCorrupt if a line in the middle of a file is damaged (WithSkipCorrupt
+// opens past such lines).
 //
 // K must survive a JSON round trip: pointers, interfaces, channels and funcs
 // are refused, as are structs with unexported fields.
@@ -109,6 +112,9 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	if o.maxAttempts < 0 {
 		return nil, fmt.Errorf("checkpoint: max attempts is %d, want 0 (no limit) or more", o.maxAttempts)
 	}
+	if err := o.sync.check(); err != nil {
+		return nil, err
+	}
 	keys, err := newKeyCodec[K]()
 	if err != nil {
 		return nil, err
@@ -116,8 +122,11 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+	if err := makeDir(o.dir); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if o.rename == nil {
+		o.rename = os.Rename
 	}
 	r := &Runner[K, T]{
 		name:        name,
@@ -126,6 +135,7 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		log:         o.logger,
 		keys:        keys,
 		metaPath:    filepath.Join(o.dir, name+"_meta.json"),
+		rename:      o.rename,
 	}
 	r.lock, err = lockFile(filepath.Join(o.dir, name+".lock"))
 	if err != nil {
@@ -134,7 +144,8 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		}
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := r.load(o.fresh); err != nil {
+	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
+	if err := r.load(&o); err != nil {
 		r.closeFiles()
 		return nil, err
 	}
@@ -165,13 +176,15 @@ func (r *Runner[K, T]) dataFiles() []string {
 		r.metaPath,
 		r.path("_results.jsonl.torn"),
 		r.path("_errors.jsonl.torn"),
+		r.path("_results.jsonl.corrupt"),
+		r.path("_errors.jsonl.corrupt"),
 	}
 }
 
 // load opens the journals and builds the index. Errors come first so that a
 // result can be compared with the key's latest error.
-func (r *Runner[K, T]) load(fresh bool) error {
-	if fresh {
+func (r *Runner[K, T]) load(o *options) error {
+	if o.fresh {
 		for _, p := range append(r.dataFiles(), r.path("_results.jsonl"), r.path("_errors.jsonl")) {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("checkpoint: %w", err)
@@ -179,10 +192,10 @@ func (r *Runner[K, T]) load(fresh bool) error {
 		}
 	}
 	var err error
-	if r.errors, err = openJournal(r.path("_errors.jsonl")); err != nil {
+	if r.errors, err = openJournal(r.path("_errors.jsonl"), o); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if r.results, err = openJournal(r.path("_results.jsonl")); err != nil {
+	if r.results, err = openJournal(r.path("_results.jsonl"), o); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	r.index = newIndex(r.keys.hash, r.results.estimateLines()+r.errors.estimateLines())
@@ -338,7 +351,10 @@ func (r *Runner[K, T]) pending(k K, c *cursor) bool {
 // key. The latest outcome of a key wins: this clears an earlier failure and
 // replaces an earlier result. When it returns nil the record has been handed
 // to the operating system in one write, so it survives the death of the
-// process. On error nothing is recorded for key.
+// process; with SyncAlways it is also on stable storage (see WithSync). On
+// error nothing is recorded for key, except when the fsync of SyncAlways
+// fails: the record was written, counts as saved and survives the death of
+// the process, but may not survive a power cut.
 func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	// The line is built in a pooled buffer, result encoded in place: with
 	// json.Marshal every result was allocated and copied once more.
@@ -363,6 +379,9 @@ func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	b.Write(appendTimestamp(b.AvailableBuffer(), now))
 	b.WriteString("\"}\n")
 	if err := r.commitResult(key, b.Bytes(), now); err != nil {
+		return err
+	}
+	if err := r.results.sync.saved(); err != nil {
 		return err
 	}
 	r.maybeWriteMeta()
@@ -394,7 +413,8 @@ func (r *Runner[K, T]) commitResult(key K, line []byte, now time.Time) error {
 // SaveError records err as the outcome for key: the key counts as failed
 // until a later SaveResult, and Iterate yields it again on the next run
 // (subject to WithMaxAttempts). It returns nil once the record has been
-// handed to the operating system.
+// handed to the operating system; with SyncAlways, once it is on stable
+// storage.
 func (r *Runner[K, T]) SaveError(key K, err error) error {
 	if err == nil {
 		return errors.New("checkpoint: SaveError with a nil error")
@@ -406,6 +426,9 @@ func (r *Runner[K, T]) SaveError(key K, err error) error {
 		return fmt.Errorf("checkpoint: key %v: %w", key, kerr)
 	}
 	if err := r.commitError(key, kb, err.Error(), bp); err != nil {
+		return err
+	}
+	if err := r.errors.sync.saved(); err != nil {
 		return err
 	}
 	r.maybeWriteMeta()
@@ -687,7 +710,7 @@ func (r *Runner[K, T]) writeMetaLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.metaPath, b); err != nil {
+	if err := writeFileAtomic(r.metaPath, b, r.rename); err != nil {
 		return fmt.Errorf("checkpoint: write meta: %w", err)
 	}
 	r.metaWritten = time.Now()
@@ -740,9 +763,10 @@ func (r *Runner[K, T]) Clear() error {
 	return r.writeMetaLocked()
 }
 
-// Close writes the meta file, closes the files and releases the checkpoint
-// for the next Runner. Methods called afterwards return ErrClosed, as does a
-// second Close.
+// Close writes the meta file, syncs the journals to stable storage (on every
+// SyncPolicy, after stopping and waiting for SyncInterval's background sync),
+// closes the files and releases the checkpoint for the next Runner. Methods
+// called afterwards return ErrClosed, as does a second Close.
 func (r *Runner[K, T]) Close() error {
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
@@ -756,6 +780,7 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close())
 	return errors.Join(err, r.closeFiles())
 }
 

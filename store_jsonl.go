@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,14 +34,22 @@ type journal struct {
 	// dirty is set when a failed write may have left part of a line behind
 	// and cutting it off failed too; nothing is appended until it is cut.
 	dirty bool
+
+	sync        *syncer // forces appends to stable storage per the policy
+	skipCorrupt bool    // WithSkipCorrupt
 }
 
-func openJournal(path string) (*journal, error) {
+func openJournal(path string, o *options) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	return &journal{path: path, f: f}, nil
+	j := &journal{path: path, f: f, skipCorrupt: o.skipCorrupt}
+	if o.wrapFile != nil {
+		j.f = o.wrapFile(f)
+	}
+	j.sync = newSyncer(o.sync, path, func() error { return syncData(j.f) }, o.logger)
+	return j, nil
 }
 
 // append writes line, which ends in a newline, and returns its offset.
@@ -150,16 +159,26 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 		return fmt.Errorf("checkpoint: %s: %w", j.path, err)
 	}
 	var sc lineScanner
+	var bad corruptLines
 	lastLine := 0
 	good, err := sc.scan(j.f, 0, size, func(off int64, lineNo int, line []byte) error {
 		lastLine = lineNo
+		raw := line
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(bytes.TrimSpace(line)) == 0 {
 			return nil
 		}
 		rec, ok := parseRecord(line)
+		if ok && !balanced(rec.body) {
+			ok = false // a line cut short that looks framed
+		}
 		if !ok {
-			return fmt.Errorf("%w: %s line %d is not a record: %.60q", ErrCorrupt, j.path, lineNo, line)
+			if j.skipCorrupt {
+				bad.add(off, lineNo, raw)
+				return nil
+			}
+			return fmt.Errorf("%w: %s line %d is not a record (WithSkipCorrupt opens past it): %.60q",
+				ErrCorrupt, j.path, lineNo, line)
 		}
 		if err := fn(off, rec); err != nil {
 			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
@@ -167,6 +186,9 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := j.setAside(log, &bad); err != nil {
 		return err
 	}
 	j.size = good
@@ -177,7 +199,10 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 	if _, err := j.f.ReadAt(tail, good); err != nil {
 		return fmt.Errorf("checkpoint: read %s: %w", j.path, err)
 	}
-	if rec, ok := parseRecord(bytes.TrimSuffix(tail, []byte{'\r'})); ok {
+	// A record cut short can still look framed to parseRecord (a result
+	// ending in an object whose last field is "timestamp"), so a torn tail is
+	// kept only if it is whole JSON, which no strict prefix of a line is.
+	if rec, ok := parseRecord(bytes.TrimSuffix(tail, []byte{'\r'})); ok && json.Valid(tail) {
 		j.size = size
 		if _, err := j.append([]byte{'\n'}); err != nil {
 			return err
