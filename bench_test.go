@@ -458,3 +458,23 @@ func BenchmarkIndexGrow(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkBalanced(b *testing.B) {
+	line := benchLine(b, []byte("1234567"))
+	rec, ok := parseRecord(line[:len(line)-1])
+	if !ok {
+		b.Fatal("not a record")
+	}
+	for _, v := range []struct {
+		name string
+		fn   func([]byte) bool
+	}{{"one-pass", balanced}, {"reference", balancedReference}} {
+		b.Run(v.name, func(b *testing.B) {
+			for b.Loop() {
+				if !v.fn(rec.body) {
+					b.Fatal("unbalanced")
+				}
+			}
+		})
+	}
+}

@@ -250,3 +250,59 @@ func TestParserShortcutsMatchPlainLoops(t *testing.T) {
 		require.Equal(t, bytes.LastIndexByte(line[:end], '"'), lastQuote(line, end), ts)
 	}
 }
+
+// balancedReference is balanced as it was before its one-pass rewrite: it
+// finds each string's end with IndexByte and counts the backslashes before a
+// quote.
+func balancedReference(b []byte) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			j := i + 1
+			for {
+				k := bytes.IndexByte(b[j:], '"')
+				if k < 0 {
+					return false
+				}
+				j += k
+				bs := 0
+				for m := j - 1; m > i && b[m] == '\\'; m-- {
+					bs++
+				}
+				if bs%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
+}
+
+func TestBalancedMatchesReference(t *testing.T) {
+	fixed := []string{
+		``, `1`, `"a"`, `"a\"b"`, `"a\\"`, `"a\\\"b"`, `"\`, `"abc\`, `{}`, `[]`, `{"a":[1,{"b":"}"}]}`,
+		`{"a":1`, `}{`, `]`, `"{"`, `{"t":"x"}`, `{"a":"\\\\"}`, `["\"]"]`, `["\\"]"]`,
+	}
+	for _, s := range fixed {
+		require.Equal(t, balancedReference([]byte(s)), balanced([]byte(s)), "%q", s)
+	}
+	const alphabet = `"\{}[]a:,`
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 300000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		require.Equal(t, balancedReference(b), balanced(b), "%q", b)
+	}
+}

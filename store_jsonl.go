@@ -164,7 +164,9 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 	good, err := sc.scan(j.f, 0, size, func(off int64, lineNo int, line []byte) error {
 		lastLine = lineNo
 		raw := line
-		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1] // bytes.TrimSuffix: 8 ns a line in Open's profile
+		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			return nil
 		}
