@@ -56,9 +56,11 @@ func newIndex[K comparable](hash func(K) uint64, hint int) *index[K] {
 
 // reset empties the index and sizes it for hint keys.
 func (x *index[K]) reset(hint int) {
-	x.entries = make([]entry[K], 0, max(hint, 8))
+	// The table first: see the note in Runner.load on the order of Open's
+	// large allocations.
 	x.table = newTable(tableSize(hint))
 	x.mask = uint64(len(x.table) - 1)
+	x.entries = make([]entry[K], 0, max(hint, 8))
 }
 
 // newTable allocates a table of n words and writes it once, front to back.

@@ -24,9 +24,9 @@ import (
 type keyCodec[K comparable] struct {
 	encode func(dst []byte, k K) ([]byte, error)
 	decode func(raw []byte) (K, error)
-	// decodeIn is decode for keys that are kept (Open's index): string
-	// keys take their bytes from a, one allocation per many keys. It is
-	// decode for the other kinds.
+	// decodeIn, if set, is decode for keys that are kept (Open's index):
+	// string keys take their bytes from a, one allocation per many keys.
+	// Use keep, which falls back to decode.
 	decodeIn func(raw []byte, a *keyArena) (K, error)
 	hash     func(k K) uint64 // seeded afresh for every codec, for the index
 }
@@ -43,11 +43,15 @@ func newKeyCodec[K comparable]() (keyCodec[K], error) {
 	}
 	c, err := newKeyCodecOf[K](t)
 	c.hash = newKeyHash[K](t)
-	if c.decodeIn == nil {
-		decode := c.decode
-		c.decodeIn = func(raw []byte, _ *keyArena) (K, error) { return decode(raw) }
-	}
 	return c, err
+}
+
+// keep decodes a key that will be kept, carving string keys from a.
+func (c *keyCodec[K]) keep(raw []byte, a *keyArena) (K, error) {
+	if c.decodeIn != nil {
+		return c.decodeIn(raw, a)
+	}
+	return c.decode(raw)
 }
 
 func newKeyCodecOf[K comparable](t reflect.Type) (keyCodec[K], error) {

@@ -65,9 +65,9 @@ func decodeAs[K integer, W int64 | uint64](raw []byte) (W, error) {
 		return 0, err
 	}
 	k, err := c.decode(raw)
-	k2, err2 := c.decodeIn(raw, &keyArena{})
+	k2, err2 := c.keep(raw, &keyArena{})
 	if (err == nil) != (err2 == nil) || k != k2 {
-		panic("decode and decodeIn disagree on " + string(raw))
+		panic("decode and keep disagree on " + string(raw))
 	}
 	return W(k), err
 }
@@ -93,7 +93,7 @@ func TestDecodeStringIn(t *testing.T) {
 	var arena keyArena
 	for _, tt := range tests {
 		t.Run(tt.raw[:min(len(tt.raw), 20)], func(t *testing.T) {
-			got, err := c.decodeIn([]byte(tt.raw), &arena)
+			got, err := c.keep([]byte(tt.raw), &arena)
 			plain, perr := c.decode([]byte(tt.raw))
 			if tt.wantErr {
 				assert.Error(t, err)
@@ -123,7 +123,7 @@ func TestKeyArenaKeysStayIntact(t *testing.T) {
 		raw = append(raw[:0], '"')
 		raw = strconv.AppendInt(raw, int64(i), 10)
 		raw = append(raw, '"')
-		k, err := c.decodeIn(raw, &arena)
+		k, err := c.keep(raw, &arena)
 		require.NoError(t, err)
 		keys = append(keys, k)
 		clear(raw[:cap(raw)]) // the scanner reuses its buffer
@@ -304,5 +304,67 @@ func TestBalancedMatchesReference(t *testing.T) {
 			b[i] = alphabet[rng.IntN(len(alphabet))]
 		}
 		require.Equal(t, balancedReference(b), balanced(b), "%q", b)
+	}
+}
+
+// parseCompact may only accept a line that parseFraming reads the same way:
+// the same key, body and timestamp, at the same places in the line.
+func TestParseCompactAgreesWithParseFraming(t *testing.T) {
+	ts := "2026-01-02T03:04:05.000006+00:00"
+	valid := []string{
+		`{"key":1,"result":2,"timestamp":"` + ts + `"}`,
+		`{"key":"a","result":{"x":[1,2]},"timestamp":"` + ts + `"}`,
+		`{"key":-5,"result":"s\"q","timestamp":"` + ts + `"}`,
+		`{"key":[1,"x"],"result":null,"timestamp":"` + ts + `"}`,
+		`{"key":1,"result": 2 ,"timestamp":"` + ts + `"}`,
+		`{"key":1,"result":{"timestamp":"` + ts + `"},"timestamp":"` + ts + `"}`,
+		`{"key":1,"error":"e","attempt":1,"timestamp":"` + ts + `"}`,
+		`{"key": 1, "result": 2, "timestamp": "2026-01-02T03:04:05.000006"}`,
+	}
+	check := func(b []byte) {
+		got, ok := parseCompact(b)
+		if !ok {
+			return
+		}
+		want, wok := parseFraming(b)
+		require.True(t, wok, "parseCompact accepted %q, parseFraming did not", b)
+		same := func(x, y []byte) bool {
+			return len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
+		}
+		require.True(t, same(want.key, got.key) && same(want.body, got.body) && same(want.ts, got.ts),
+			"%q: compact %q %q %q, framing %q %q %q", b, got.key, got.body, got.ts, want.key, want.body, want.ts)
+	}
+	accepted := 0
+	for _, v := range valid {
+		if _, ok := parseCompact([]byte(v)); ok {
+			accepted++
+		}
+		check([]byte(v))
+	}
+	require.GreaterOrEqual(t, accepted, 5, "the compact shapes are taken")
+	// Mutations of valid lines: bytes changed, cut, inserted, and lines
+	// glued together.
+	const alphabet = `"\{}[],: a1`
+	rng := rand.New(rand.NewPCG(13, 14))
+	for range 300000 {
+		b := []byte(valid[rng.IntN(len(valid))])
+		switch rng.IntN(4) {
+		case 0:
+			for range 1 + rng.IntN(3) {
+				b[rng.IntN(len(b))] = alphabet[rng.IntN(len(alphabet))]
+			}
+		case 1:
+			if cut := rng.IntN(len(b)); rng.IntN(2) == 0 {
+				b = b[cut:]
+			} else {
+				b = b[:cut]
+			}
+		case 2:
+			i := rng.IntN(len(b))
+			b = append(b[:i:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, b[i:]...)...)
+		case 3:
+			b = append(b[:rng.IntN(len(b)):len(b)], valid[rng.IntN(len(valid))]...)
+		}
+		check(b)
 	}
 }

@@ -423,3 +423,70 @@ func TestSaveResultErrorsWriteNothing(t *testing.T) {
 	c, _ := r.Progress()
 	assert.Equal(t, 1, c)
 }
+
+func TestEstimateKeyBytes(t *testing.T) {
+	line := func(k string) string {
+		return fmt.Sprintf(`{"key":%q,"result":1,"timestamp":"2026-01-01T10:00:00.000000+00:00"}`, k)
+	}
+	var uniform []string
+	want := 0
+	for i := range 5000 {
+		k := fmt.Sprintf("doc-%06d", i)
+		uniform = append(uniform, line(k))
+		want += len(k) + 2 // with its quotes
+	}
+	tests := []struct {
+		name    string
+		content string
+		lo, hi  int
+	}{
+		{"empty", "", 0, 0},
+		{"uniform keys", strings.Join(uniform, "\n") + "\n", want * 9 / 10, want * 11 / 10},
+		{"no complete line", `{"key":"abc","res`, 0, 0},
+		{"garbage", strings.Repeat("x", 100) + "\n", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "j.jsonl")
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o644))
+			o := defaultOptions()
+			j, err := openJournal(path, &o)
+			require.NoError(t, err)
+			defer j.f.Close()
+			got := estimateKeyBytes(j)
+			assert.GreaterOrEqual(t, got, tt.lo)
+			assert.LessOrEqual(t, got, tt.hi)
+		})
+	}
+}
+
+// The arena is sized from the first block; keys past what it holds (here
+// far longer than the first ones) go to new blocks and come back intact.
+func TestOpenStringKeysOutgrowTheReservation(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := range 3 * loadBatchSize {
+		k := fmt.Sprint(i)
+		if i > loadBatchSize {
+			k = strings.Repeat("long-key-", 20) + k
+		}
+		lines = append(lines, fmt.Sprintf(`{"key":%q,"result":%d,"timestamp":"2026-01-01T10:00:00.000000+00:00"}`, k, i))
+	}
+	writeLines(t, filepath.Join(dir, "grow_results.jsonl"), lines...)
+	r := openQuiet[string, string](t, dir, "grow")
+	defer r.Close()
+	c, _ := r.Progress()
+	assert.Equal(t, len(lines), c)
+	i := 0
+	for k, v := range r.AllResults() {
+		want := fmt.Sprint(i)
+		if i > loadBatchSize {
+			want = strings.Repeat("long-key-", 20) + want
+		}
+		require.Equal(t, want, k)
+		require.Equal(t, fmt.Sprint(i), string(v))
+		i++
+	}
+	assert.Equal(t, len(lines), i)
+	assert.True(t, r.IsCompleted(strings.Repeat("long-key-", 20)+fmt.Sprint(len(lines)-1)))
+}

@@ -126,7 +126,11 @@ type record struct {
 // parseRecord splits a line (without its newline) into its parts. ok is false
 // when the line is not a record: garbage, or a line cut short.
 func parseRecord(line []byte) (rec record, ok bool) {
-	if rec, ok = parseRecordFast(line); ok {
+	// parseRecordFast spelled out: one call less per line in Open.
+	if rec, ok = parseCompact(line); ok {
+		return rec, true
+	}
+	if rec, ok = parseFraming(line); ok {
 		return rec, true
 	}
 	return parseRecordSlow(line)
@@ -135,6 +139,15 @@ func parseRecord(line []byte) (rec record, ok bool) {
 // parseRecordFast reads the key and checks the line's framing: it must end in
 // a complete timestamp field, which a line cut short by a crash does not have.
 func parseRecordFast(b []byte) (rec record, ok bool) {
+	if rec, ok = parseCompact(b); ok {
+		return rec, true
+	}
+	return parseFraming(b)
+}
+
+// parseFraming is parseRecordFast for any spacing and field name: it walks
+// the key from the front and the timestamp field from the back.
+func parseFraming(b []byte) (rec record, ok bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return rec, false
@@ -200,6 +213,42 @@ func parseRecordFast(b []byte) (rec record, ok bool) {
 	}
 	rec.body = b[bodyStart:bodyEnd]
 	return rec, true
+}
+
+// parseCompact reads the results lines this library writes,
+// {"key":K,"result":R,"timestamp":"<tsLayout>"} without spaces, checking the
+// fixed parts in place instead of walking them: ~18 ns a line against ~55
+// for parseFraming, which was a quarter of a line's time in Open's profile.
+// It accepts a line only if parseFraming reads the same record from it (a
+// differential test holds it to that); for any other shape (errors lines,
+// Python's spacing and timestamps) ok is false and parseFraming reads it.
+func parseCompact(b []byte) (rec record, ok bool) {
+	const (
+		head    = `{"key":`
+		field   = `,"result":`
+		tsField = `,"timestamp":"`
+	)
+	n := len(b)
+	tsStart := n - len(`"}`) - len(tsLayout)
+	keyEnd := tsStart - len(tsField) // at the least
+	if keyEnd < len(head) || string(b[:len(head)]) != head || b[n-1] != '}' || b[n-2] != '"' ||
+		string(b[tsStart-len(tsField):tsStart]) != tsField {
+		return rec, false
+	}
+	ts := b[tsStart : n-2]
+	if bytes.IndexByte(ts, '"') >= 0 || bytes.IndexByte(ts, '\\') >= 0 {
+		return rec, false
+	}
+	end, ok := skipValue(b, len(head))
+	if !ok || end+len(field) > keyEnd || string(b[end:end+len(field)]) != field {
+		return rec, false
+	}
+	bodyStart := skipSpace(b, end+len(field))
+	bodyEnd := skipSpaceBack(b, tsStart-len(tsField))
+	if bodyEnd <= bodyStart {
+		return rec, false
+	}
+	return record{key: b[len(head):end], body: b[bodyStart:bodyEnd], ts: ts}, true
 }
 
 // lastQuote is bytes.LastIndexByte(b[:end], '"') for a line that ends in a

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -44,7 +45,7 @@ type config struct {
 func main() {
 	var c config
 	var quick bool
-	var child string
+	var child, only string
 	flag.IntVar(&c.N, "n", 10_000_000, "lines of the large data sets")
 	flag.IntVar(&c.Small, "small", 1_000_000, "lines of the small data sets (growth figures)")
 	flag.IntVar(&c.Save, "save", 300_000, "records per SaveResult round")
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&c.JSONLines, "json-lines", 1_000_000, "lines decoded by the encoding/json reference")
 	flag.StringVar(&c.Data, "data", "", "keep the data sets in this folder and reuse them (default: a temporary folder, removed)")
 	flag.BoolVar(&quick, "quick", false, "data sets ten times smaller: a smoke test, not the figures")
+	flag.StringVar(&only, "only", "", "run only these comma-separated groups of figures: "+strings.Join(groups, ", "))
 	flag.StringVar(&child, "child", "", "internal: measure one group of figures and print them as JSON")
 	flag.StringVar(&c.Tmp, "tmp", "", "internal: scratch folder")
 	flag.Parse()
@@ -71,6 +73,17 @@ func main() {
 	}
 	if quick {
 		c.N, c.Small, c.Save, c.Compare, c.CompareSync, c.JSONLines = c.N/10, c.Small/10, c.Save/6, c.Compare/10, c.CompareSync/4, c.JSONLines/5
+	}
+	if only != "" {
+		var picked []string
+		for _, g := range strings.Split(only, ",") {
+			if !slices.Contains(groups, g) {
+				fmt.Fprintf(os.Stderr, "bench: unknown group %q; groups: %s\n", g, strings.Join(groups, ", "))
+				os.Exit(2)
+			}
+			picked = append(picked, g)
+		}
+		groups = picked
 	}
 	ok, err := run(c, os.Stdout)
 	if err != nil {
