@@ -121,11 +121,26 @@ func removeTemps(path string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
+		// Only CreateTemp's names: the prefix and its random digits. Another
+		// checkpoint's files may share the prefix ("a_meta.json.tmp-b_...").
+		if e.Type().IsRegular() && isTempName(e.Name(), prefix) {
 			p := filepath.Join(dir, e.Name())
 			if err := os.Remove(p); err == nil {
 				log.Info("checkpoint: removed a temporary file left by a crash", "file", p)
 			}
 		}
 	}
+}
+
+func isTempName(name, prefix string) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

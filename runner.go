@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +24,8 @@ var (
 	// ErrClosed is returned by methods called after Close.
 	ErrClosed = errors.New("checkpoint is closed")
 	// ErrCorrupt is returned (wrapped, with the file and line) by Open when a
-	// line that is not the last one of a file is not a record.
+	// line that is not a record is followed by one that is: damage in the
+	// middle of a file. Bad lines at the end are repaired as a torn tail.
 	ErrCorrupt = errors.New("corrupt checkpoint file")
 )
 
@@ -365,7 +367,7 @@ func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	kb, keyErr := r.keys.encode(b.AvailableBuffer(), key)
 	b.Write(kb)
 	b.WriteString(`,"result":`)
-	if err := lb.enc.Encode(result); err != nil {
+	if err := encodeResult(lb.enc, result); err != nil {
 		return fmt.Errorf("checkpoint: result for key %v: %w", key, err)
 	}
 	if keyErr != nil {
@@ -386,6 +388,23 @@ func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	}
 	r.maybeWriteMeta()
 	return nil
+}
+
+// encodeResult encodes v, turning a panic in its MarshalJSON into an error:
+// one bad result must not bring down a long job.
+func encodeResult(enc *json.Encoder, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &json.MarshalerError{Type: reflect.TypeOf(v), Err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	return enc.Encode(v)
+}
+
+// errorText is err.Error(), safe from an Error method that panics, such as
+// one called on a typed nil pointer: fmt reports those instead of panicking.
+func errorText(err error) string {
+	return fmt.Sprint(err)
 }
 
 func (r *Runner[K, T]) commitResult(key K, line []byte, now time.Time) error {
@@ -425,7 +444,7 @@ func (r *Runner[K, T]) SaveError(key K, err error) error {
 	if kerr != nil {
 		return fmt.Errorf("checkpoint: key %v: %w", key, kerr)
 	}
-	if err := r.commitError(key, kb, err.Error(), bp); err != nil {
+	if err := r.commitError(key, kb, errorText(err), bp); err != nil {
 		return err
 	}
 	if err := r.errors.sync.saved(); err != nil {
@@ -568,7 +587,8 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 			}
 			r.mu.RLock()
 			s, _ := r.index.getNear(k, &c)
-			live := r.gen == gen && !r.closed
+			closed = r.closed
+			live := r.gen == gen && !closed
 			var latest []byte
 			var rerr error
 			if live && s.done() && s.offset() >= end {
@@ -601,7 +621,10 @@ func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
 			}
 			return nil
 		})
-		if err != nil && err != stop {
+		switch {
+		case closed || (err != nil && err != stop && r.runnerClosed()):
+			r.setErr(ErrClosed) // a partial read must not pass for a whole one
+		case err != nil && err != stop:
 			r.setErr(fmt.Errorf("checkpoint: read %s: %w", r.results.path, err))
 		}
 	}
