@@ -188,7 +188,13 @@ func (b *BatchRunner[K, T]) Process(ctx context.Context, items iter.Seq[T], keyF
 	p := b.begin(desc, int64(cfg.total), 0)
 	complete := false
 	defer func() { b.end(p, complete) }()
-	sum, err := b.Runner.process(ctx, b, items, keyFn, fn, cfg, p)
+	// Without a bar of its own (another loop shows one), its saves must not
+	// move that loop's bar.
+	var save outcomeSaver[K] = b
+	if p == nil {
+		save = b.Runner
+	}
+	sum, err := b.Runner.process(ctx, save, items, keyFn, fn, cfg, p)
 	complete = err == nil
 	return sum, err
 }

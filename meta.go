@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -121,11 +122,85 @@ func removeTemps(path string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
+		// Only CreateTemp's names: the prefix and its random digits. Another
+		// checkpoint's files may share the prefix ("a_meta.json.tmp-b_...").
+		if e.Type().IsRegular() && isTempName(e.Name(), prefix) {
 			p := filepath.Join(dir, e.Name())
 			if err := os.Remove(p); err == nil {
 				log.Info("checkpoint: removed a temporary file left by a crash", "file", p)
 			}
 		}
 	}
+}
+
+func isTempName(name, prefix string) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Meta returns the checkpoint's summary as of now.
+func (r *Runner[K, T]) Meta() Meta {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.metaLocked()
+}
+
+func (r *Runner[K, T]) metaLocked() Meta {
+	return Meta{
+		Name:           r.name,
+		StartedAt:      r.startedAt,
+		LastUpdated:    time.Now(),
+		TotalItems:     int(r.total.Load()),
+		CompletedItems: r.completed,
+		FailedItems:    r.failed,
+		SchemaVersion:  SchemaVersion,
+	}
+}
+
+// maybeWriteMeta refreshes the meta file at most about once a second. The
+// record is already safe, so a failure here is logged, not returned.
+func (r *Runner[K, T]) maybeWriteMeta() {
+	if !r.metaMu.TryLock() {
+		return // another goroutine is writing it
+	}
+	defer r.metaMu.Unlock()
+	if time.Since(r.metaWritten) < time.Second {
+		return
+	}
+	if err := r.writeMetaLocked(); err != nil {
+		r.log.Warn("checkpoint: could not update the meta file", "file", r.metaPath, "err", err)
+	}
+}
+
+func (r *Runner[K, T]) writeMeta() error {
+	r.metaMu.Lock()
+	defer r.metaMu.Unlock()
+	return r.writeMetaLocked()
+}
+
+// writeMetaLocked writes the meta file atomically. r.metaMu must be held.
+func (r *Runner[K, T]) writeMetaLocked() error {
+	r.mu.RLock()
+	closed := r.closed
+	b, err := r.metaLocked().marshal()
+	r.mu.RUnlock()
+	if closed {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.metaPath, b, r.rename); err != nil {
+		return fmt.Errorf("checkpoint: write meta: %w", err)
+	}
+	r.metaWritten = time.Now()
+	return nil
 }

@@ -177,3 +177,53 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, len(reported), 3000)
 }
+
+// TestDamagedEndIsRepaired: bad lines with nothing good after them (a power
+// cut can zero the last blocks, newline or not) are a damaged end: cut and
+// kept aside like a torn tail, not refused.
+func TestDamagedEndIsRepaired(t *testing.T) {
+	tests := []struct {
+		name string
+		tail string
+	}{
+		{"NUL bytes over the start of the last line", strings.Repeat("\x00", 40) + `,"timestamp":"2026-01-01T00:00:00"}` + "\n"},
+		{"a NUL block with newlines", strings.Repeat("\x00", 100) + "\n" + strings.Repeat("\x00", 100) + "\n"},
+		{"garbage lines then a torn one", "garbage\nmore garbage\n{\"key\":3,\"res"},
+		{"a garbage line then blank lines", "garbage\n\n\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := open[int](t, dir)
+			require.NoError(t, r.SaveResult(1, "one"))
+			require.NoError(t, r.SaveResult(2, "two"))
+			require.NoError(t, r.Close())
+			path := filepath.Join(dir, "job_results.jsonl")
+			good := scanFile(t, path)
+			appendFile(t, path, tc.tail)
+
+			r = open[int](t, dir)
+			assert.True(t, r.IsCompleted(1))
+			assert.True(t, r.IsCompleted(2))
+			assert.Equal(t, good, scanFile(t, path))
+			side, err := os.ReadFile(path + ".torn")
+			require.NoError(t, err)
+			assert.Contains(t, string(side), strings.TrimSuffix(tc.tail, "\n"), "what was cut is kept")
+			require.NoError(t, r.SaveResult(3, "three"))
+			require.NoError(t, r.Close())
+			readLines(t, path)
+		})
+	}
+
+	t.Run("damage followed by a good record is refused", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "job_results.jsonl")
+		content := "garbage\n" + `{"key":2,"result":2,"timestamp":"2026-01-01T00:00:01.000000+00:00"}`
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		_, err := checkpoint.Open[int, int]("job", checkpoint.WithDir(dir), quiet)
+		require.ErrorIs(t, err, checkpoint.ErrCorrupt)
+		assert.Contains(t, err.Error(), "line 1")
+		data, _ := os.ReadFile(path)
+		assert.Equal(t, content, string(data))
+	})
+}

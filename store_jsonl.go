@@ -160,6 +160,10 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 	}
 	var sc lineScanner
 	var bad corruptLines
+	// Bad lines are held back until a good one follows: bad lines with
+	// nothing good after them are a damaged end (a power cut can zero the
+	// last blocks), which is repaired like a torn tail.
+	var held corruptLines
 	lastLine := 0
 	good, err := sc.scan(j.f, 0, size, func(off int64, lineNo int, line []byte) error {
 		lastLine = lineNo
@@ -175,12 +179,11 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 			ok = false // a line cut short that looks framed
 		}
 		if !ok {
-			if j.skipCorrupt {
-				bad.add(off, lineNo, raw)
-				return nil
-			}
-			return fmt.Errorf("%w: %s line %d is not a record (WithSkipCorrupt opens past it): %.60q",
-				ErrCorrupt, j.path, lineNo, line)
+			held.add(off, lineNo, raw)
+			return nil
+		}
+		if err := j.refuseHeld(&held, &bad); err != nil {
+			return err
 		}
 		if err := fn(off, rec); err != nil {
 			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
@@ -190,28 +193,78 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 	if err != nil {
 		return err
 	}
+	if good < size {
+		// A last record that is whole and only lacks its newline is kept.
+		// A record cut short can still look framed to parseRecord (a result
+		// ending in an object whose last field is "timestamp"), so it must be
+		// whole JSON too, which no strict prefix of a line is.
+		tail := make([]byte, size-good)
+		if _, err := j.f.ReadAt(tail, good); err != nil {
+			return fmt.Errorf("checkpoint: read %s: %w", j.path, err)
+		}
+		if rec, ok := parseRecord(bytes.TrimSuffix(tail, []byte{'\r'})); ok && json.Valid(tail) {
+			if err := j.refuseHeld(&held, &bad); err != nil {
+				return err
+			}
+			if err := j.setAside(log, &bad); err != nil {
+				return err
+			}
+			return j.keepLastRecord(log, good, size, lastLine+1, rec, fn)
+		}
+	}
 	if err := j.setAside(log, &bad); err != nil {
 		return err
+	}
+	if len(held.spans) > 0 {
+		good = held.spans[0].off
 	}
 	j.size = good
 	if good == size {
 		return nil
 	}
-	tail := make([]byte, size-good)
-	if _, err := j.f.ReadAt(tail, good); err != nil {
-		return fmt.Errorf("checkpoint: read %s: %w", j.path, err)
+	return j.cutTail(log, good, size, lastLine+1)
+}
+
+// refuseHeld handles bad lines once a good line follows them: they are
+// damage in the middle of the file, an error unless WithSkipCorrupt, which
+// sets them aside.
+func (j *journal) refuseHeld(held, bad *corruptLines) error {
+	if len(held.spans) == 0 {
+		return nil
 	}
-	// A record cut short can still look framed to parseRecord (a result
-	// ending in an object whose last field is "timestamp"), so a torn tail is
-	// kept only if it is whole JSON, which no strict prefix of a line is.
-	if rec, ok := parseRecord(bytes.TrimSuffix(tail, []byte{'\r'})); ok && json.Valid(tail) {
+	if !j.skipCorrupt {
+		first := held.spans[0]
+		return fmt.Errorf("%w: %s line %d is not a record (WithSkipCorrupt opens past it): %.60q",
+			ErrCorrupt, j.path, first.lineNo, bytes.TrimSuffix(held.data[:first.n], []byte{'\r'}))
+	}
+	pos := 0
+	for _, sp := range held.spans {
+		bad.add(sp.off, sp.lineNo, held.data[pos:pos+sp.n])
+		pos += sp.n + 1
+	}
+	*held = corruptLines{}
+	return nil
+}
+
+// keepLastRecord gives a whole last record the newline it lacks.
+func (j *journal) keepLastRecord(log *slog.Logger, good, size int64, lineNo int, rec record, fn func(int64, record) error) error {
+	{
 		j.size = size
 		if _, err := j.append([]byte{'\n'}); err != nil {
 			return err
 		}
 		j.size = size + 1
-		log.Warn("checkpoint: the last line had no newline; added it", "file", j.path, "line", lastLine+1)
+		log.Warn("checkpoint: the last line had no newline; added it", "file", j.path, "line", lineNo)
 		return fn(good, rec)
+	}
+}
+
+// cutTail cuts the file back to good, keeping the bytes cut in a .torn file
+// beside it: a torn last line, or damaged lines with nothing good after them.
+func (j *journal) cutTail(log *slog.Logger, good, size int64, lineNo int) error {
+	tail := make([]byte, size-good)
+	if _, err := j.f.ReadAt(tail, good); err != nil {
+		return fmt.Errorf("checkpoint: read %s: %w", j.path, err)
 	}
 	side := j.path + ".torn"
 	if err := appendSync(side, append(tail, '\n')); err != nil {
@@ -224,7 +277,7 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 		return fmt.Errorf("checkpoint: sync %s: %w", j.path, err)
 	}
 	log.Warn("checkpoint: cut a torn last line (the process died while writing it)",
-		"file", j.path, "line", lastLine+1, "bytes", len(tail), "saved_to", side)
+		"file", j.path, "line", lineNo, "bytes", len(tail), "saved_to", side)
 	return nil
 }
 
