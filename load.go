@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -77,50 +76,20 @@ func (r *Runner[K, T]) loadJournal(j *journal, arena *keyArena, add func(off int
 	return <-errc
 }
 
-// reserveKeys sizes the arena for the string keys of the journals, from the
-// keys in their first block. Without it, Open's arena grew block by block
-// and pushed the heap past the collector's goal near the end of Open: a
-// collection that had to trace ten million keys cost a quarter of a
-// 10M-line Open with string keys (measured with GOGC=off). Allocated with
-// the index, before any key is in it, the heap reaches that size at once;
-// a collection then, if any, finds nothing to trace, and the next goal is
-// past what Open needs.
-func (r *Runner[K, T]) reserveKeys(arena *keyArena, journals ...*journal) {
+// reserveKeys sizes the arena for keyBytes of string keys. Without it,
+// Open's arena grew block by block and pushed the heap past the collector's
+// goal near the end of Open: a collection that had to trace ten million keys
+// cost a quarter of a 10M-line Open with string keys (measured with
+// GOGC=off). Allocated with the index, before any key is in it, the heap
+// reaches that size at once; a collection then, if any, finds nothing to
+// trace, and the next goal is past what Open needs.
+func (r *Runner[K, T]) reserveKeys(arena *keyArena, keyBytes int) {
 	if r.keys.decodeIn == nil {
 		return // not string keys: nothing goes in the arena
 	}
-	total := 0
-	for _, j := range journals {
-		total += estimateKeyBytes(j)
+	if keyBytes > arenaBlock {
+		arena.block = make([]byte, 0, keyBytes)
 	}
-	if total > arenaBlock {
-		arena.block = make([]byte, 0, total)
-	}
-}
-
-// estimateKeyBytes guesses the bytes of all the keys of j from its first
-// block, as estimateLines does for the lines.
-func estimateKeyBytes(j *journal) int {
-	size, err := fileSize(j.f)
-	if err != nil || size == 0 {
-		return 0
-	}
-	buf := make([]byte, min(size, 64<<10))
-	n, _ := j.f.ReadAt(buf, 0)
-	sampled, keyBytes := 0, 0
-	for line := range bytes.Lines(buf[:n]) {
-		if line[len(line)-1] != '\n' {
-			break // cut by the sample's end
-		}
-		sampled += len(line)
-		if rec, ok := parseRecord(bytes.TrimRight(line, "\r\n")); ok {
-			keyBytes += len(rec.key)
-		}
-	}
-	if sampled == 0 {
-		return 0
-	}
-	return int(size * int64(keyBytes) / int64(sampled))
 }
 
 // resultIsNewer reports whether the result line at resOff came after the
@@ -168,9 +137,11 @@ func (r *Runner[K, T]) load(o *options) error {
 	// Scanned while still untouched, the entries of string keys (they hold
 	// pointers) were mapped to the kernel's zero page and each page faulted
 	// again when written, with a TLB shootdown: 0.7 s of a 10M-key Open.
+	resLines, resKeys := r.results.sizeHints()
+	errLines, errKeys := r.errors.sizeHints()
 	var arena keyArena
-	r.reserveKeys(&arena, r.results, r.errors)
-	r.index = newIndex(r.keys.hash, r.results.estimateLines()+r.errors.estimateLines())
+	r.reserveKeys(&arena, resKeys+errKeys)
+	r.index = newIndex(r.keys.hash, resLines+errLines)
 
 	// Keys go into the index in file order, so a key's latest line wins.
 	addError := func(off int64, sp *slot) {

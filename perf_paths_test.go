@@ -424,7 +424,7 @@ func TestSaveResultErrorsWriteNothing(t *testing.T) {
 	assert.Equal(t, 1, c)
 }
 
-func TestEstimateKeyBytes(t *testing.T) {
+func TestSizeHintsKeyBytes(t *testing.T) {
 	line := func(k string) string {
 		return fmt.Sprintf(`{"key":%q,"result":1,"timestamp":"2026-01-01T10:00:00.000000+00:00"}`, k)
 	}
@@ -453,7 +453,7 @@ func TestEstimateKeyBytes(t *testing.T) {
 			j, err := openJournal(path, &o)
 			require.NoError(t, err)
 			defer j.f.Close()
-			got := estimateKeyBytes(j)
+			_, got := j.sizeHints()
 			assert.GreaterOrEqual(t, got, tt.lo)
 			assert.LessOrEqual(t, got, tt.hi)
 		})

@@ -320,18 +320,29 @@ func appendSync(path string, b []byte) error {
 	return f.Close()
 }
 
-// estimateLines guesses the number of lines in the journal from its first
-// block, so the index can be sized once instead of growing step by step.
-func (j *journal) estimateLines() int {
+// sizeHints guesses, from the journal's first block, how many lines it
+// holds and how many bytes their keys take, so that Open sizes the index and
+// the key arena once instead of growing them step by step.
+func (j *journal) sizeHints() (lines, keyBytes int) {
 	size, err := fileSize(j.f)
 	if err != nil || size == 0 {
-		return 0
+		return 0, 0
 	}
 	buf := make([]byte, min(size, 64<<10))
 	n, _ := j.f.ReadAt(buf, 0)
-	lines := bytes.Count(buf[:n], []byte{'\n'})
-	if lines == 0 {
-		return 1
+	sampled, sampledLines, sampledKeys := 0, 0, 0
+	for line := range bytes.Lines(buf[:n]) {
+		if line[len(line)-1] != '\n' {
+			break // cut by the sample's end
+		}
+		sampled += len(line)
+		sampledLines++
+		if rec, ok := parseRecord(bytes.TrimRight(line, "\r\n")); ok {
+			sampledKeys += len(rec.key)
+		}
 	}
-	return int(size * int64(lines) / int64(n))
+	if sampled == 0 {
+		return 1, 0 // one line longer than the sample
+	}
+	return int(size * int64(sampledLines) / int64(sampled)), int(size * int64(sampledKeys) / int64(sampled))
 }
