@@ -270,6 +270,14 @@ func (s snapshot) begun() string {
 	}
 }
 
+// count is "done/total", or "done" when the total is unknown.
+func (s snapshot) count() string {
+	if s.total >= 0 {
+		return fmt.Sprintf("%d/%d", s.done, s.total)
+	}
+	return fmt.Sprint(s.done)
+}
+
 // final is the summary line. Its rate is the average over the whole run.
 func (s snapshot) final(complete bool) string {
 	if complete && s.now == 0 && s.failed == 0 {
@@ -282,12 +290,8 @@ func (s snapshot) final(complete bool) string {
 	if !complete {
 		verb, prep = "stopped at", "after"
 	}
-	count := fmt.Sprint(s.done)
-	if s.total >= 0 {
-		count = fmt.Sprintf("%d/%d", s.done, s.total)
-	}
 	return fmt.Sprintf("%s: %s %s %s %s, %d processed in this run (%s), %d failed",
-		s.desc, verb, count, prep, formatDuration(s.elapsed), s.now, formatRate(s.rate), s.failed)
+		s.desc, verb, s.count(), prep, formatDuration(s.elapsed), s.now, formatRate(s.rate), s.failed)
 }
 
 // short is the final text beside a terminal bar, which has less room.
@@ -299,12 +303,8 @@ func (s snapshot) short(complete bool) string {
 	if !complete {
 		verb, prep = "stopped at", "after"
 	}
-	count := fmt.Sprint(s.done)
-	if s.total >= 0 {
-		count = fmt.Sprintf("%d/%d", s.done, s.total)
-	}
 	return fmt.Sprintf("%s: %s %s %s %s (%s), %d failed",
-		s.desc, verb, count, prep, formatDuration(s.elapsed), formatRate(s.rate), s.failed)
+		s.desc, verb, s.count(), prep, formatDuration(s.elapsed), formatRate(s.rate), s.failed)
 }
 
 func percent(done, total int64) int64 {
