@@ -84,26 +84,46 @@ func parseTimestamp(b []byte) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func appendResultLine(dst, key, result []byte, ts time.Time) []byte {
-	dst = append(dst, `{"key":`...)
-	dst = append(dst, key...)
-	dst = append(dst, `,"result":`...)
-	dst = append(dst, result...)
-	dst = append(dst, `,"timestamp":"`...)
+// Every line opens with lineHead and the key, and closes with
+// appendLineTail: the timestamp last, at a fixed distance from the end, so
+// that stampInOrder can rewrite it in place.
+const (
+	lineHead   = `{"key":`
+	resultMid  = `,"result":`
+	lineTSOpen = `,"timestamp":"`
+	lineEnd    = "\"}\n"
+)
+
+func appendLineTail(dst []byte, ts time.Time) []byte {
+	dst = append(dst, lineTSOpen...)
 	dst = appendTimestamp(dst, ts)
-	return append(dst, "\"}\n"...)
+	return append(dst, lineEnd...)
+}
+
+// timestampAt is where the timestamp of a line ending in appendLineTail
+// starts.
+func timestampAt(line []byte) int {
+	return len(line) - len(lineEnd) - len(tsLayout)
+}
+
+// appendResultLine builds a results line from the result's JSON. SaveResult
+// builds the same line with the result encoded in place.
+func appendResultLine(dst, key, result []byte, ts time.Time) []byte {
+	dst = append(dst, lineHead...)
+	dst = append(dst, key...)
+	dst = append(dst, resultMid...)
+	dst = append(dst, result...)
+	return appendLineTail(dst, ts)
 }
 
 func appendErrorLine(dst, key []byte, msg string, attempt int, ts time.Time) []byte {
-	dst = append(dst, `{"key":`...)
+	dst = append(dst, lineHead...)
 	dst = append(dst, key...)
 	dst = append(dst, `,"error":`...)
 	dst = appendJSONString(dst, msg)
 	dst = append(dst, `,"attempt":`...)
 	dst = strconv.AppendInt(dst, int64(attempt), 10)
-	dst = append(dst, `,"timestamp":"`...)
-	dst = appendTimestamp(dst, ts)
-	return append(dst, "\"}\n"...)
+	return appendLineTail(dst, ts)
 }
 
 // lineBuilder builds results lines: a buffer and a JSON encoder writing into
@@ -224,9 +244,9 @@ func parseFraming(b []byte) (rec record, ok bool) {
 // Python's spacing and timestamps) ok is false and parseFraming reads it.
 func parseCompact(b []byte) (rec record, ok bool) {
 	const (
-		head    = `{"key":`
-		field   = `,"result":`
-		tsField = `,"timestamp":"`
+		head    = lineHead
+		field   = resultMid
+		tsField = lineTSOpen
 	)
 	n := len(b)
 	tsStart := n - len(`"}`) - len(tsLayout)

@@ -22,10 +22,10 @@ func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	lb := r.getLineBuilder()
 	defer r.putLineBuilder(lb)
 	b := &lb.buf
-	b.WriteString(`{"key":`)
+	b.WriteString(lineHead)
 	kb, keyErr := r.keys.encode(b.AvailableBuffer(), key)
 	b.Write(kb)
-	b.WriteString(`,"result":`)
+	b.WriteString(resultMid)
 	if err := encodeResult(lb.enc, result); err != nil {
 		return fmt.Errorf("checkpoint: result for key %v: %w", key, err)
 	}
@@ -36,9 +36,7 @@ func (r *Runner[K, T]) SaveResult(key K, result any) error {
 	// Build the whole line outside the lock; under it, only the timestamp
 	// may need moving forward to keep the files in time order.
 	now := time.Now().Truncate(time.Microsecond)
-	b.WriteString(`,"timestamp":"`)
-	b.Write(appendTimestamp(b.AvailableBuffer(), now))
-	b.WriteString("\"}\n")
+	b.Write(appendLineTail(b.AvailableBuffer(), now))
 	if err := r.commitResult(key, b.Bytes(), now); err != nil {
 		return err
 	}
@@ -149,7 +147,7 @@ func (r *Runner[K, T]) stampInOrder(line []byte, now time.Time) {
 		return
 	}
 	r.lastTS = r.lastTS.Add(time.Microsecond)
-	at := len(line) - len("\"}\n") - len(tsLayout)
+	at := timestampAt(line)
 	appendTimestamp(line[at:at], r.lastTS.In(time.Local))
 }
 
