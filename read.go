@@ -131,27 +131,48 @@ func (r *Runner[K, T]) AllErrors() []Failure[K] {
 		s   slot
 	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if r.closed {
+		r.mu.RUnlock()
 		r.setErr(ErrClosed)
 		return nil
 	}
+	gen := r.gen
 	entries := make([]entry, 0, r.failed)
 	for _, e := range r.index.entries {
 		if !e.s.done() {
 			entries = append(entries, entry{e.key, e.s})
 		}
 	}
+	r.mu.RUnlock()
+
+	// The messages are read without the lock, so that saves go on meanwhile:
+	// the lines are append-only, and only Clear (a new generation) or Close
+	// can take them away.
 	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.s.offset(), b.s.offset()) })
 	out := make([]Failure[K], 0, len(entries))
 	for _, e := range entries {
 		line, err := r.errors.readLine(e.s.offset())
 		if err != nil {
+			r.mu.RLock()
+			closed, cleared := r.closed, r.gen != gen
+			r.mu.RUnlock()
+			switch {
+			case cleared:
+				return nil
+			case closed:
+				err = ErrClosed
+			}
 			r.setErr(err)
 			return out
 		}
 		msg, ts := errorFields(line)
 		out = append(out, Failure[K]{Key: e.key, Error: msg, Attempts: e.s.attempts(), Time: ts})
+	}
+	r.mu.RLock()
+	cleared := r.gen != gen
+	r.mu.RUnlock()
+	if cleared {
+		return nil // the checkpoint was cleared while we read
 	}
 	return out
 }
