@@ -93,7 +93,12 @@ holds it.`,
 // subcommands lists the constructors of the subcommands, one file each.
 // Add one line per subcommand.
 func subcommands() []func(*env) *cobra.Command {
-	return []func(*env) *cobra.Command{}
+	return []func(*env) *cobra.Command{
+		newLsCmd,
+		newStatusCmd,
+		newErrorsCmd,
+		newResultsCmd,
+	}
 }
 
 // isCobraUsage reports errors cobra makes for bad arguments and unknown
