@@ -118,7 +118,7 @@ func (v *View) load() error {
 	if r.results, err = openReadOnly(dir, name, "_results.jsonl"); err != nil {
 		return err
 	}
-	meta, merr := readMeta(r.metaPath)
+	meta, merr := readMeta(resolvePath(dir, name, r.metaPath))
 	if r.errors.f == nil && r.results.f == nil && errors.Is(merr, os.ErrNotExist) {
 		return fmt.Errorf("checkpoint: %q in %s: %w", name, dir, ErrNoCheckpoint)
 	}

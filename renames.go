@@ -93,8 +93,8 @@ func finishRenames(dir, label string, log *slog.Logger) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("checkpoint: %s: %w", marker, err)
 	}
-	// Temporary journals without a marker were never committed.
-	for _, suffix := range []string{"_results.jsonl", "_errors.jsonl"} {
+	// Temporary files without a marker were never committed.
+	for _, suffix := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json"} {
 		p := filepath.Join(dir, label+suffix+rewriteSuffix)
 		if err := os.Remove(p); err == nil {
 			log.Info("checkpoint: removed an uncommitted rewrite left by a crash", "file", p)
