@@ -269,8 +269,8 @@ func TestMetricsConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				err := r.LogMetrics(map[string]float64{
-					"g":          float64(g),
-					"i":          float64(i),
+					"g":                   float64(g),
+					"i":                   float64(i),
 					fmt.Sprint("only", g): 1,
 				}, checkpoint.AtStep(int64(g*each+i)))
 				if err != nil {
