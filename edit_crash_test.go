@@ -22,15 +22,13 @@ import (
 
 var editKills = flag.Int("edit.kills", 15, "SIGKILLs per operation in TestEditKill9")
 
-// TestEditKill9 kills Compact, Retry, Forget and Reset with SIGKILL at
+// TestEditKill9 kills Compact, Retry, Forget and Reset with SIGKILL (on
+// Windows, TerminateProcess) at
 // random moments, in a child process, and checks after each kill that the
 // checkpoint holds either the state before the call or the state after it,
 // as seen by Inspect (which resolves an unfinished batch without the lock)
 // and by Open (which finishes it), and that Open leaves no temporary file.
 func TestEditKill9(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("SIGKILL is a Unix signal")
-	}
 	bin := buildEditProg(t)
 	pristine := t.TempDir()
 	forget := writeEditFixture(t, pristine)
