@@ -15,6 +15,7 @@ type options struct {
 	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
+	ext         extOptions // pipelines, in-flight tracking, WithDisabled, the cache
 
 	// Seams for fault-injection tests; nil in real use.
 	wrapFile func(appendFile) appendFile         // wraps each journal's file
