@@ -146,7 +146,7 @@ func NewFlow[S any](name string, opts ...Option) (*Flow[S], error) {
 
 func (f *Flow[S]) load(fresh bool) error {
 	removeTemps(f.path, f.log) // left by a run killed while saving
-	mpath := markerPath(f.dir, f.name)
+	mpath := flowMarkerPath(f.dir, f.name)
 	if fresh {
 		for _, p := range []string{f.path, mpath} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -159,7 +159,7 @@ func (f *Flow[S]) load(fresh bool) error {
 		return fmt.Errorf("checkpoint: flow %q: %w (delete the file, or open WithFresh, to start over)", f.name, err)
 	}
 	if file != nil {
-		if m, ok := readMarker(mpath); ok {
+		if m, ok := readFlowMarker(mpath); ok {
 			applyMarker(file, file.Steps, m)
 			for i := range file.Steps {
 				if r := &file.Steps[i]; r.Status == StepRunning {

@@ -114,9 +114,9 @@ func (f *flowFile) marshal() ([]byte, error) {
 	return b, nil
 }
 
-func flowPath(dir, name string) string     { return filepath.Join(dir, name+"_flow.json") }
-func markerPath(dir, name string) string   { return filepath.Join(dir, name+"_flow.running") }
-func flowSnapsDir(dir, name string) string { return filepath.Join(dir, name+"_snapshots") }
+func flowPath(dir, name string) string       { return filepath.Join(dir, name+"_flow.json") }
+func flowMarkerPath(dir, name string) string { return filepath.Join(dir, name+"_flow.running") }
+func flowSnapsDir(dir, name string) string   { return filepath.Join(dir, name+"_snapshots") }
 
 // readFlowFile reads a flow file; a missing one is (nil, nil).
 func readFlowFile(path string) (*flowFile, error) {
@@ -166,7 +166,7 @@ func writeMarker(f *os.File, m runningMarker) error {
 	return err
 }
 
-func readMarker(path string) (runningMarker, bool) {
+func readFlowMarker(path string) (runningMarker, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return runningMarker{}, false
@@ -204,7 +204,7 @@ func ReadFlowSteps(dir, name string) ([]StepStatus, error) {
 		return nil, fmt.Errorf("checkpoint: no flow %q in %s: %w", name, dir, fs.ErrNotExist)
 	}
 	recs := f.Steps
-	if m, ok := readMarker(markerPath(dir, name)); ok {
+	if m, ok := readFlowMarker(flowMarkerPath(dir, name)); ok {
 		recs = append([]stepRecord(nil), recs...)
 		applyMarker(f, recs, m)
 	}

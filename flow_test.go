@@ -532,7 +532,7 @@ func TestFlowInterruptedStepCounts(t *testing.T) {
 	require.NoError(t, f.Close())
 	// What a run killed inside step a on its second attempt leaves.
 	seq := f.file.Seq
-	m, err := os.OpenFile(markerPath(dir, "train"), os.O_RDWR, 0)
+	m, err := os.OpenFile(flowMarkerPath(dir, "train"), os.O_RDWR, 0)
 	require.NoError(t, err)
 	require.NoError(t, writeMarker(m, runningMarker{Seq: seq, Step: 0, Attempt: 2, Started: time.Now()}))
 	require.NoError(t, m.Close())
