@@ -226,3 +226,28 @@ func ExampleInspect() {
 	// "a" "second"
 	// "b" HTTP 503 1
 }
+
+// A checkpoint with no errors file (or no results file) can be changed:
+// the missing journal stays missing.
+func TestEditWithOneJournal(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open[int, int]("one", WithDir(dir), inspectQuiet)
+	require.NoError(t, err)
+	require.NoError(t, r.SaveResult(1, 1))
+	require.NoError(t, r.SaveResult(1, 2))
+	require.NoError(t, r.SaveResult(2, 2))
+	require.NoError(t, r.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, "one_errors.jsonl")))
+
+	before, after, err := Compact(dir, "one")
+	require.NoError(t, err)
+	assert.Less(t, after, before)
+	n, err := Forget(dir, "one", "2")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.NoFileExists(t, filepath.Join(dir, "one_errors.jsonl"))
+	v, err := Inspect(dir, "one")
+	require.NoError(t, err)
+	defer v.Close()
+	assert.Equal(t, 1, v.Info().Completed)
+}
