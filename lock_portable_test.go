@@ -13,12 +13,12 @@ import (
 // sees it held without taking it, and Close releases it.
 func TestLockHeldEverywhere(t *testing.T) {
 	dir := t.TempDir()
-	quietLog := WithLogger(slog.New(slog.DiscardHandler))
-	r, err := Open[int, int]("job", WithDir(dir), quietLog)
+	quiet := WithLogger(slog.New(slog.DiscardHandler))
+	r, err := Open[int, int]("job", WithDir(dir), quiet)
 	require.NoError(t, err)
 	require.NoError(t, r.SaveResult(1, 1))
 
-	_, err = Open[int, int]("job", WithDir(dir), quietLog)
+	_, err = Open[int, int]("job", WithDir(dir), quiet)
 	require.ErrorIs(t, err, ErrLocked)
 	held, err := lockHeld(filepath.Join(dir, "job.lock"))
 	require.NoError(t, err)
@@ -30,7 +30,7 @@ func TestLockHeldEverywhere(t *testing.T) {
 	held, err = lockHeld(filepath.Join(dir, "job.lock"))
 	require.NoError(t, err)
 	require.False(t, held)
-	r, err = Open[int, int]("job", WithDir(dir), quietLog)
+	r, err = Open[int, int]("job", WithDir(dir), quiet)
 	require.NoError(t, err)
 	require.True(t, r.IsCompleted(1))
 	require.NoError(t, r.Close())

@@ -103,6 +103,7 @@ func subcommands() []func(*env) *cobra.Command {
 		newForgetCmd,
 		newCompactCmd,
 		newResetCmd,
+		newWatchCmd,
 	}
 }
 
