@@ -225,7 +225,7 @@ func TestSnapshotConcurrentSaveLoad(t *testing.T) {
 		Seq int    `json:"seq"`
 		Pad string `json:"pad"`
 	}
-	mk := func(i int) val { return val{i, strings.Repeat(fmt.Sprint(i%10), 64<<10+i)} }
+	mk := func(i int) val { return val{i, strings.Repeat(fmt.Sprint(i%10), 16<<10+i)} }
 	require.NoError(t, s.Save("v", mk(0)))
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
