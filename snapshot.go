@@ -174,6 +174,18 @@ func (s *Snapshots) open(name string) (*os.File, string, error) {
 // find returns the file of name: its kind's file, or if a crash between
 // publishing one kind and deleting the other left both, the newer.
 func (s *Snapshots) find(name string) (fs.FileInfo, string, error) {
+	for range 4 {
+		fi, kind, err := s.find1(name)
+		// Neither file can be seen when a save of the other kind replaced
+		// the first one between the two looks: look again.
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fi, kind, err
+		}
+	}
+	return s.find1(name)
+}
+
+func (s *Snapshots) find1(name string) (fs.FileInfo, string, error) {
 	j, jerr := os.Stat(s.path(name, SnapshotJSON))
 	r, rerr := os.Stat(s.path(name, SnapshotRaw))
 	switch {
