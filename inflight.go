@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -60,9 +61,11 @@ type extOptions struct {
 	trackIterate bool
 	noTracking   bool
 	disabled     bool
-	backup       bool   // WithFresh moves the old files to a backup folder
-	heldLock     bool   // a pipeline holds the lock
-	backupLabel  string // the backup folder's label; the name by default
+	backup       bool          // WithFresh moves the old files to a backup folder
+	heldLock     bool          // a pipeline holds the lock
+	backupLabel  string        // the backup folder's label; the name by default
+	cacheErrors  bool          // read by Cached
+	ttl          time.Duration // read by Cached
 }
 
 // WithMaxCrashes sets after how many crashes with a key in flight the key
