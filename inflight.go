@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -60,9 +61,11 @@ type extOptions struct {
 	trackIterate bool
 	noTracking   bool
 	disabled     bool
-	backup       bool   // WithFresh moves the old files to a backup folder
-	heldLock     bool   // a pipeline holds the lock
-	backupLabel  string // the backup folder's label; the name by default
+	backup       bool          // WithFresh moves the old files to a backup folder
+	heldLock     bool          // a pipeline holds the lock
+	backupLabel  string        // the backup folder's label; the name by default
+	cacheErrors  bool          // read by Cached
+	ttl          time.Duration // read by Cached
 }
 
 // WithMaxCrashes sets after how many crashes with a key in flight the key
@@ -106,6 +109,13 @@ type runnerExt[K comparable] struct {
 	crashed   []Crash[K]     // found at Open: in flight when the last run died
 	poison    map[K]struct{} // given up: never handed out
 	hasPoison atomic.Bool    // poison is not empty; pending looks at it only then
+
+	// Suspects crashed before but are not given up. Each runs alone (the
+	// write side of isolate; other items take the read side), so that an
+	// item in flight beside a poisonous one is not blamed for its crashes.
+	suspects    map[K]struct{}
+	hasSuspects atomic.Bool
+	isolate     sync.RWMutex
 }
 
 // flightFile is the mapped slot file. Slots are handed to workers; a slot
@@ -127,9 +137,11 @@ type flightFile struct {
 // A flightSlot is one worker's place in the slot file. A nil slot tracks
 // nothing.
 type flightSlot struct {
-	ff  *flightFile
-	mem []byte
-	buf []byte // scratch for encoding keys
+	ff   *flightFile
+	mem  []byte
+	buf  []byte // scratch for encoding keys
+	iso  *sync.RWMutex
+	mode int // how the current item holds iso: 0 not, 1 shared, 2 alone
 }
 
 // lockFor takes the checkpoint's lock (unless a pipeline holds it) and, for
@@ -230,11 +242,15 @@ func (r *Runner[K, T]) openInFlight(o *options) error {
 	}
 	for i := range counts.Keys {
 		e := &counts.Keys[i]
-		if maxCrashes == 0 || e.Crashes < maxCrashes {
-			continue
-		}
 		k, err := r.keys.decode(e.Key)
 		if err != nil {
+			continue
+		}
+		if maxCrashes == 0 || e.Crashes < maxCrashes {
+			if x.suspects == nil {
+				x.suspects = make(map[K]struct{})
+			}
+			x.suspects[k] = struct{}{}
 			continue
 		}
 		if x.poison == nil {
@@ -258,6 +274,7 @@ func (r *Runner[K, T]) openInFlight(o *options) error {
 		}
 	}
 	x.hasPoison.Store(len(x.poison) > 0)
+	x.hasSuspects.Store(len(x.suspects) > 0)
 	if changed {
 		if err := counts.write(r.crashesPath(), r.rename); err != nil {
 			return fmt.Errorf("checkpoint: write crash counts: %w", err)
@@ -301,8 +318,9 @@ func (r *Runner[K, T]) givenUp(k K) bool {
 // forgetCrashes is called by Clear: its keys may run again.
 func (r *Runner[K, T]) forgetCrashes() {
 	r.ext.mu.Lock()
-	r.ext.poison, r.ext.crashed = nil, nil
+	r.ext.poison, r.ext.crashed, r.ext.suspects = nil, nil, nil
 	r.ext.hasPoison.Store(false)
+	r.ext.hasSuspects.Store(false)
 	r.ext.mu.Unlock()
 }
 
@@ -338,10 +356,21 @@ func (r *Runner[K, T]) iterateSlot() *flightSlot {
 func (r *Runner[K, T]) processSlot() *flightSlot { return r.ext.flight.acquire() }
 
 // begin marks k in flight in fl. A key that cannot be encoded, or is too
-// long, is not marked.
+// long, is not marked. A suspect waits until it can run alone; while there
+// are suspects, other keys wait while one runs.
 func (r *Runner[K, T]) begin(fl *flightSlot, k K) {
 	if fl == nil {
 		return
+	}
+	if r.ext.hasSuspects.Load() {
+		fl.iso = &r.ext.isolate
+		if r.isSuspect(k) {
+			fl.iso.Lock()
+			fl.mode = 2
+		} else {
+			fl.iso.RLock()
+			fl.mode = 1
+		}
 	}
 	kb, err := r.keys.encode(fl.buf[:0], k)
 	if err != nil {
@@ -371,9 +400,24 @@ func (s *flightSlot) set(key []byte, m journalMark) {
 }
 
 func (s *flightSlot) end() {
-	if s != nil {
-		atomic.StoreUint64(s.state(), 0)
+	if s == nil {
+		return
 	}
+	atomic.StoreUint64(s.state(), 0)
+	switch s.mode {
+	case 1:
+		s.iso.RUnlock()
+	case 2:
+		s.iso.Unlock()
+	}
+	s.mode = 0
+}
+
+func (r *Runner[K, T]) isSuspect(k K) bool {
+	r.ext.mu.Lock()
+	defer r.ext.mu.Unlock()
+	_, ok := r.ext.suspects[k]
+	return ok
 }
 
 // acquire hands out a free slot, mapping a new chunk of the file if needed.
