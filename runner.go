@@ -143,6 +143,10 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		}
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
+	if err := finishRenames(o.dir, name, r.log); err != nil { // of a compact, retry, forget or reset killed midway
+		r.closeFiles()
+		return nil, err
+	}
 	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
 	if err := r.load(&o); err != nil {
 		r.closeFiles()
