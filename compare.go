@@ -152,14 +152,14 @@ func Compare(ctx context.Context, a, b Ref, opts ...CompareOption) (*Comparison,
 		opt(&o)
 	}
 	seed := maphash.MakeSeed()
-	var va, vb *view
+	var va, vb *lightView
 	var erra, errb error
 	var wg sync.WaitGroup
-	wg.Go(func() { va, erra = openView(ctx, a, seed) })
-	vb, errb = openView(ctx, b, seed)
+	wg.Go(func() { va, erra = openLightView(ctx, a, seed) })
+	vb, errb = openLightView(ctx, b, seed)
 	wg.Wait()
 	defer func() {
-		for _, v := range []*view{va, vb} {
+		for _, v := range []*lightView{va, vb} {
 			if v != nil {
 				v.close()
 			}
@@ -188,7 +188,7 @@ func Compare(ctx context.Context, a, b Ref, opts ...CompareOption) (*Comparison,
 }
 
 func newLineReaderOf(j *journal) *lineReader {
-	if j == nil {
+	if j == nil || j.f == nil {
 		return nil
 	}
 	return newLineReader(j)
@@ -197,7 +197,7 @@ func newLineReaderOf(j *journal) *lineReader {
 // merger walks B's latest outcomes, looking each key up in A's index.
 type merger struct {
 	c      *Comparison
-	a, b   *view
+	a, b   *lightView
 	o      compareOptions
 	fields map[string]*FieldDiff
 	readA  *lineReader // A's results, read at the offsets of B's keys

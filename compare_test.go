@@ -243,8 +243,8 @@ func TestCompareErrors(t *testing.T) {
 	assert.Equal(t, 2, c.Equal)
 
 	_, err = checkpoint.Compare(context.Background(), ref("job"), ref("missing"))
-	require.ErrorIs(t, err, os.ErrNotExist)
-	assert.Contains(t, err.Error(), `no checkpoint "missing"`)
+	require.ErrorIs(t, err, checkpoint.ErrNoCheckpoint)
+	assert.Contains(t, err.Error(), `"missing"`)
 	_, err = checkpoint.Compare(context.Background(), ref("job"), ref("../x"))
 	require.Error(t, err)
 

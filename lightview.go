@@ -33,7 +33,7 @@ func (r Ref) String() string { return filepath.Join(r.Dir, r.Name) }
 // and one written by Python (str(key)) match.
 //
 // A view is not safe for concurrent use.
-type view struct {
+type lightView struct {
 	ref             Ref
 	results, errors *journal // read-only; size is where the view ends
 	table           keyTable
@@ -42,41 +42,42 @@ type view struct {
 	failed          int // keys whose latest outcome is an error
 }
 
-// openView opens ref read-only and indexes it. seed hashes the keys: views
+// openLightView opens ref read-only and indexes it. seed hashes the keys: views
 // that will be looked up in each other share it.
-func openView(ctx context.Context, ref Ref, seed maphash.Seed) (_ *view, err error) {
+func openLightView(ctx context.Context, ref Ref, seed maphash.Seed) (_ *lightView, err error) {
 	if err := checkName(ref.Name); err != nil {
 		return nil, err
 	}
-	v := &view{ref: ref}
+	v := &lightView{ref: ref}
 	defer func() {
 		if err != nil {
 			v.close()
 		}
 	}()
-	base := filepath.Join(ref.Dir, ref.Name)
-	var missing int
-	if v.errors, err = openReadJournal(base + "_errors.jsonl"); errors.Is(err, os.ErrNotExist) {
-		missing++
-	} else if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+	// openReadOnly (inspect.go) follows a rename batch under way, as a
+	// compaction makes; a missing journal has no file.
+	if v.errors, err = openReadOnly(ref.Dir, ref.Name, "_errors.jsonl"); err != nil {
+		return nil, err
 	}
-	if v.results, err = openReadJournal(base + "_results.jsonl"); errors.Is(err, os.ErrNotExist) {
-		missing++
-	} else if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+	if v.results, err = openReadOnly(ref.Dir, ref.Name, "_results.jsonl"); err != nil {
+		return nil, err
 	}
-	if missing == 2 {
-		if _, err := os.Stat(base + "_meta.json"); err != nil {
-			return nil, fmt.Errorf("checkpoint: no checkpoint %q in %s: %w", ref.Name, ref.Dir, os.ErrNotExist)
+	if v.errors.f == nil && v.results.f == nil {
+		if _, err := os.Stat(filepath.Join(ref.Dir, ref.Name+"_meta.json")); err != nil {
+			return nil, fmt.Errorf("checkpoint: %q in %s: %w", ref.Name, ref.Dir, ErrNoCheckpoint)
+		}
+	}
+	for _, j := range []*journal{v.errors, v.results} {
+		if j.f != nil {
+			if j.size, err = fileSize(j.f); err != nil {
+				return nil, fmt.Errorf("checkpoint: %s: %w", j.path, err)
+			}
 		}
 	}
 	hint := 0
 	for _, j := range []*journal{v.errors, v.results} {
-		if j != nil {
-			lines, _ := j.sizeHints()
-			hint += lines
-		}
+		lines, _ := j.sizeHintsOrZero()
+		hint += lines
 	}
 	v.table.init(seed, hint)
 	// Errors first, so that a result can be weighed against the key's
@@ -90,24 +91,9 @@ func openView(ctx context.Context, ref Ref, seed maphash.Seed) (_ *view, err err
 	return v, nil
 }
 
-// openReadJournal opens a journal for reading only. Its size is the end of
-// its last complete line, found when it is indexed.
-func openReadJournal(path string) (*journal, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &journal{path: path, f: f, size: fi.Size()}, nil
-}
-
-func (v *view) close() {
+func (v *lightView) close() {
 	for _, j := range []*journal{v.results, v.errors} {
-		if j != nil {
+		if j != nil && j.f != nil {
 			j.f.Close()
 		}
 	}
@@ -122,7 +108,7 @@ const ctxEvery = 1 << 16
 // job may be writing it now), which is not read. It sets j.size to the end
 // of the last record read.
 func scanRecords(ctx context.Context, j *journal, fn func(off int64, lineNo int, line []byte, rec record) error) error {
-	if j == nil {
+	if j == nil || j.f == nil {
 		return nil
 	}
 	var sc lineScanner
@@ -160,7 +146,7 @@ func scanRecords(ctx context.Context, j *journal, fn func(off int64, lineNo int,
 
 // indexJournal adds every record of j to the index: the latest line of a
 // key wins, and a result wins over an error only if it is not older.
-func (v *view) indexJournal(ctx context.Context, j *journal, isResult bool) error {
+func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool) error {
 	var canon []byte
 	return scanRecords(ctx, j, func(off int64, lineNo int, _ []byte, rec record) error {
 		var kind keyKind
@@ -198,7 +184,7 @@ func (v *view) indexJournal(ctx context.Context, j *journal, isResult bool) erro
 	})
 }
 
-func (v *view) timeAt(j *journal, off int64) (time.Time, bool) {
+func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
 	line, err := j.readLine(off)
 	if err != nil {
 		return time.Time{}, false
@@ -214,7 +200,7 @@ func (v *view) timeAt(j *journal, off int64) (time.Time, bool) {
 // it (isNew, slot zero) if it is not in the index yet. A key whose hash
 // another key already has is told apart by reading that key's line: the
 // second one goes to the overflow map.
-func (v *view) upsert(canon []byte) (sp *viewSlot, isNew bool, err error) {
+func (v *lightView) upsert(canon []byte) (sp *viewSlot, isNew bool, err error) {
 	h := v.table.hash(canon)
 	if len(v.table.overflow) > 0 {
 		if s, ok := v.table.overflow[string(canon)]; ok {
@@ -244,7 +230,7 @@ func (v *view) upsert(canon []byte) (sp *viewSlot, isNew bool, err error) {
 // lookup returns the slot of the key canon, hashed to h, or nil. A key
 // that is absent but shares its hash with one that is present is reported
 // as present: the caller checks with keyIs when it reads the line.
-func (v *view) lookup(canon []byte, h uint64) *viewSlot {
+func (v *lightView) lookup(canon []byte, h uint64) *viewSlot {
 	if len(v.table.overflow) > 0 {
 		if s, ok := v.table.overflow[string(canon)]; ok {
 			return s
@@ -254,7 +240,7 @@ func (v *view) lookup(canon []byte, h uint64) *viewSlot {
 }
 
 // keyIs reports whether the line that s points at holds the key canon.
-func (v *view) keyIs(s viewSlot, canon []byte) (bool, error) {
+func (v *lightView) keyIs(s viewSlot, canon []byte) (bool, error) {
 	line, err := v.journalOf(s).readLine(s.offset())
 	if err != nil {
 		return false, err
@@ -271,7 +257,7 @@ func lineKeyIs(line, canon []byte) bool {
 	return err == nil && bytes.Equal(got, canon)
 }
 
-func (v *view) journalOf(s viewSlot) *journal {
+func (v *lightView) journalOf(s viewSlot) *journal {
 	if s.done() {
 		return v.results
 	}
@@ -279,7 +265,7 @@ func (v *view) journalOf(s viewSlot) *journal {
 }
 
 // each calls fn with every slot of the index, in no particular order.
-func (v *view) each(fn func(s *viewSlot)) {
+func (v *lightView) each(fn func(s *viewSlot)) {
 	for i := range v.table.entries {
 		if v.table.entries[i].h != 0 {
 			fn(&v.table.entries[i].s)
@@ -431,7 +417,7 @@ var ErrKeyMismatch = errors.New("the checkpoints' key types differ")
 
 // checkKeyTypes fails with ErrKeyMismatch if a's keys and b's keys cannot
 // be the same keys.
-func checkKeyTypes(a, b *view) error {
+func checkKeyTypes(a, b *lightView) error {
 	an, ak := a.kinds.class()
 	bn, bk := b.kinds.class()
 	switch {
