@@ -103,6 +103,8 @@ func subcommands() []func(*env) *cobra.Command {
 		newForgetCmd,
 		newCompactCmd,
 		newResetCmd,
+		newCompareCmd,
+		newRunsCmd,
 	}
 }
 
