@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -106,31 +107,32 @@ func (e *env) ref(arg string) (checkpoint.Ref, error) {
 
 // printComparison writes the comparison for people.
 func printComparison(w io.Writer, c *checkpoint.Comparison) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	p := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
+	bw := bufio.NewWriter(w)
+	p := func(format string, a ...any) { fmt.Fprintf(bw, format, a...) }
+	row := func(label string, n int, detail string) { p("  %-29s %7d%s\n", label, n, detail) }
 	for _, s := range []struct {
 		label string
 		side  checkpoint.Side
 	}{{"A", c.A}, {"B", c.B}} {
-		p("%s\t%s\t%d completed, %d failed", s.label, s.side.Ref, s.side.Completed, s.side.Failed)
+		p("%s: %s: %d completed, %d failed", s.label, s.side.Ref, s.side.Completed, s.side.Failed)
 		if r := s.side.Run; r != nil {
-			p("\tlatest run %s, %s", r.ID, r.Status)
+			p(" (latest run %s, %s)", r.ID, r.Status)
 		}
 		p("\n")
 	}
 	p("\nKeys\n")
-	p("  in both\t%d\n", c.Both)
-	p("  only in A\t%d%s\n", c.OnlyA.Count, keySetDetail(c.OnlyA))
-	p("  only in B\t%d%s\n", c.OnlyB.Count, keySetDetail(c.OnlyB))
+	row("in both", c.Both, "")
+	row("only in A", c.OnlyA.Count, keySetDetail(c.OnlyA))
+	row("only in B", c.OnlyB.Count, keySetDetail(c.OnlyB))
 
-	p("\nOutcomes of keys in both\n")
-	p("  completed in both\t%d\n", c.Equal+c.Different)
+	p("\nOutcomes of the keys in both\n")
+	row("completed in both", c.Equal+c.Different, "")
 	outcome := func(label string, o checkpoint.Outcomes) {
-		p("  %s\t%d\n", label, o.Count)
+		row(label, o.Count, "")
 		for _, ex := range o.Examples {
 			switch {
 			case ex.ErrorA != "" && ex.ErrorB != "":
-				p("      key %s: A %s; B %s\n", ex.Key, strconv.Quote(ex.ErrorA), strconv.Quote(ex.ErrorB))
+				p("      key %s: A %s, B %s\n", ex.Key, strconv.Quote(ex.ErrorA), strconv.Quote(ex.ErrorB))
 			case ex.ErrorB != "":
 				p("      key %s: %s\n", ex.Key, strconv.Quote(ex.ErrorB))
 			default:
@@ -142,24 +144,30 @@ func printComparison(w io.Writer, c *checkpoint.Comparison) error {
 	outcome("failed in A, completed in B", c.FailedOnlyInA)
 	outcome("failed in both", c.FailedInBoth)
 
-	p("\nResults of keys completed in both")
+	p("\nResults of the keys completed in both")
 	if c.Tolerance > 0 {
 		p(" (numbers within %g are equal)", c.Tolerance)
 	}
-	p("\n  equal\t%d\n  different\t%d\n", c.Equal, c.Different)
+	p("\n")
+	row("equal", c.Equal, "")
+	row("different", c.Different, "")
 	for _, f := range c.Fields {
 		name := f.Field
 		if name == "" {
 			name = "(whole result)"
 		}
-		p("    %s\t%s differ\n", name, plural(f.Count, "key"))
+		row("  "+name, f.Count, "")
 		for _, ex := range f.Examples {
 			p("      key %s: %s %s → %s\n", ex.Key, name, shownValue(ex.A), shownValue(ex.B))
 		}
 	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
 
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(c.Params) > 0 && !(len(c.Params) == 1 && c.Params[0].A == nil && c.Params[0].B == nil) {
-		p("\nParams of the latest runs\tA\tB\n")
+		fmt.Fprintf(tw, "\nParams of the latest runs\tA\tB\t\n")
 		for _, d := range c.Params {
 			name := d.Name
 			if name == "" {
@@ -167,15 +175,15 @@ func printComparison(w io.Writer, c *checkpoint.Comparison) error {
 			}
 			mark := ""
 			if d.Differs {
-				mark = "\t*"
+				mark = "differs"
 			}
-			p("  %s\t%s\t%s%s\n", name, shownValue(d.A), shownValue(d.B), mark)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", name, shownValue(d.A), shownValue(d.B), mark)
 		}
 	}
 	if len(c.Metrics) > 0 {
-		p("\nMetrics (latest value)\tA\tB\tB-A\n")
+		fmt.Fprintf(tw, "\nMetrics (latest value)\tA\tB\tB-A\n")
 		for _, m := range c.Metrics {
-			p("  %s\t%s\t%s\t%s\n", m.Name, shownFloat(m.A), shownFloat(m.B), shownDelta(m.Delta))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.Name, shownFloat(m.A), shownFloat(m.B), shownDelta(m.Delta))
 		}
 	}
 	return tw.Flush()
@@ -185,7 +193,7 @@ func keySetDetail(k checkpoint.KeySet) string {
 	if k.Count == 0 {
 		return ""
 	}
-	s := fmt.Sprintf("\t%d completed, %d failed", k.Completed, k.Failed)
+	s := fmt.Sprintf("   %d completed, %d failed", k.Completed, k.Failed)
 	if len(k.Examples) > 0 {
 		s += "; e.g. " + strings.Join(k.Examples, ", ")
 	}
