@@ -104,6 +104,8 @@ func subcommands() []func(*env) *cobra.Command {
 		newCompactCmd,
 		newResetCmd,
 		newWatchCmd,
+		newCompareCmd,
+		newRunsCmd,
 	}
 }
 
