@@ -15,7 +15,7 @@ import (
 // only runs on journals up to compareCap bytes.
 
 const (
-	compareCap  = 64 << 20
+	compareCap  = 16 << 20
 	maxExamples = 5
 )
 

@@ -103,15 +103,18 @@ func (s *fsSource) FailureList(ctx context.Context, name, pattern string, limit 
 }
 
 var (
+	uuidRE   = regexp.MustCompile(`\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b`)
 	quotedRE = regexp.MustCompile(`"[^"]*"|'[^']*'`)
 	hexRE    = regexp.MustCompile(`\b(?:0x[0-9a-fA-F]+|[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*)\b`)
 	digitsRE = regexp.MustCompile(`[0-9]+`)
 )
 
 // errorPattern collapses what differs between failures of one cause:
-// quoted values, hex ids (of at least 8 digits, or 0x...) and numbers.
+// quoted values, UUIDs, hex ids (of at least 8 digits, or 0x...) and
+// numbers.
 func errorPattern(msg string) string {
 	p := quotedRE.ReplaceAllString(msg, `"…"`)
+	p = uuidRE.ReplaceAllString(p, "<id>")
 	p = hexRE.ReplaceAllStringFunc(p, func(h string) string {
 		if strings.HasPrefix(h, "0x") || len(h) >= 8 {
 			return "<id>"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"slices"
 	"time"
 )
@@ -148,35 +149,11 @@ func (s *fsSource) journalProgress(file string) ([]progressPoint, bool) {
 		if i == progressSamples {
 			off = max(0, size-int64(len(buf)))
 		}
-		n, _ := f.ReadAt(buf, off)
-		b := buf[:n]
-		start := int64(0)
-		if off > 0 {
-			j := bytes.IndexByte(b, '\n')
-			if j < 0 {
-				continue
-			}
-			start = int64(j + 1)
-		}
-		rest := b[start:]
-		var last progressPoint
-		found := false
-		for {
-			j := bytes.IndexByte(rest, '\n')
-			if j < 0 {
-				break
-			}
-			lineBytes += int64(j + 1)
-			lines++
-			if t, ok := lineTime(rest[:j]); ok && (!found || i == progressSamples) {
-				last = progressPoint{T: t, N: off + start} // N holds the byte offset for now
-				found = true
-			}
-			start += int64(j + 1)
-			rest = rest[j+1:]
-		}
-		if found {
-			pts = append(pts, last)
+		p, nb, nl, ok := sampleAt(f, off, size, &buf, i == progressSamples)
+		lineBytes += nb
+		lines += nl
+		if ok {
+			pts = append(pts, p)
 		}
 	}
 	if lines == 0 {
@@ -189,6 +166,48 @@ func (s *fsSource) journalProgress(file string) ([]progressPoint, bool) {
 		pts[n-1].N = size * lines / lineBytes
 	}
 	return pts, true
+}
+
+// sampleAt reads the first whole line at or after off (the last one in the
+// block when last is set) and returns its time, with the byte offset of its
+// start in N, and the bytes and lines of the block's whole lines for the
+// mean line length. The block grows for lines longer than it, to 4 MB.
+func sampleAt(f io.ReaderAt, off, size int64, buf *[]byte, last bool) (p progressPoint, lineBytes, lines int64, ok bool) {
+	for {
+		b := *buf
+		if last {
+			off = max(0, size-int64(len(b)))
+		}
+		n, _ := f.ReadAt(b, off)
+		b = b[:n]
+		start := int64(0)
+		if off > 0 {
+			j := bytes.IndexByte(b, '\n')
+			if j < 0 {
+				b = nil
+			} else {
+				start = int64(j + 1)
+			}
+		}
+		rest := b[min(int64(len(b)), start):]
+		for {
+			j := bytes.IndexByte(rest, '\n')
+			if j < 0 {
+				break
+			}
+			lineBytes += int64(j + 1)
+			lines++
+			if t, good := lineTime(rest[:j]); good && (!ok || last) {
+				p, ok = progressPoint{T: t, N: off + start}, true
+			}
+			start += int64(j + 1)
+			rest = rest[j+1:]
+		}
+		if lines > 0 || len(*buf) >= 4<<20 || int64(n) < int64(len(*buf)) {
+			return p, lineBytes, lines, ok
+		}
+		*buf = make([]byte, 2*len(*buf))
+	}
 }
 
 // thin keeps at most maxPoints points, the last one always.

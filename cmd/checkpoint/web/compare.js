@@ -1,6 +1,6 @@
 // Compare two or more experiments: parameters and metrics side by side,
 // overlaid trends, and the key-level comparison of the first two.
-import { h, put, fmtInt, fmtNum, jsonText } from './dom.js';
+import { h, put, fmtInt, fmtNum, jsonText, statusText } from './dom.js';
 import { get } from './api.js';
 import { lineChart } from './chart.js';
 
@@ -14,7 +14,7 @@ export async function compareView(main, ctx, names) {
   main.append(h('section', { 'aria-labelledby': 'h-c-summary' }, h('h2', { id: 'h-c-summary' }, 'Summary'),
     h('table', { class: 'grid-table', id: 'compare-summary' }, head('Field'), h('tbody', {},
       [['Status', 'status'], ['Completed', 'completed'], ['Failed', 'failed'], ['Total', 'total']].map(([label, k]) =>
-        h('tr', {}, h('th', { scope: 'row' }, label), c.rows.map((r) => h('td', { class: typeof r[k] === 'number' ? 'num' : '' }, typeof r[k] === 'number' ? fmtInt(r[k]) : r[k]))))))));
+        h('tr', {}, h('th', { scope: 'row' }, label), c.rows.map((r) => h('td', { class: typeof r[k] === 'number' ? 'num' : '' }, typeof r[k] === 'number' ? fmtInt(r[k]) : statusText(r[k])))))))));
 
   main.append(h('section', { 'aria-labelledby': 'h-c-params' }, h('h2', { id: 'h-c-params' }, 'Parameters'),
     c.params.length ? h('table', { class: 'grid-table', id: 'compare-params' }, head('Parameter'), h('tbody', {}, c.params.map((p) =>
@@ -27,16 +27,19 @@ export async function compareView(main, ctx, names) {
         m.values.map((v, i) => h('td', { class: 'num' }, v === null ? '—' : fmtNum(v),
           i > 0 && m.deltas?.[i] !== null && m.deltas?.[i] !== undefined ? h('span', { class: m.deltas[i] > 0 ? 'delta up' : m.deltas[i] < 0 ? 'delta down' : 'delta' }, ` (${m.deltas[i] > 0 ? '+' : ''}${fmtNum(m.deltas[i])})`) : null)))))) : h('p', { class: 'muted' }, 'No metrics recorded.')));
 
-  // One overlaid chart per series name; records over time since each one's
-  // start, so runs made on different days line up.
+  // One overlaid chart per series name, against the time since each one's
+  // first point, so runs made on different days line up.
   const seriesNames = [...new Set(c.series.flatMap((m) => Object.keys(m || {})))].sort();
+  const spans = c.series.flatMap((m) => Object.values(m || {}).map((pts) => pts.length ? Date.parse(pts.at(-1).t) - Date.parse(pts[0].t) : 0));
+  const span = Math.max(0, ...spans);
+  const [unit, ms] = span < 120e3 ? ['seconds', 1e3] : span < 2 * 3600e3 ? ['minutes', 60e3] : ['hours', 3600e3];
   main.append(h('section', { 'aria-labelledby': 'h-c-trends' }, h('h2', { id: 'h-c-trends' }, 'Trends'),
     h('div', { class: 'chart-row' }, seriesNames.map((sn) => lineChart({
-      title: sn === 'records' ? 'Records saved, by minutes since start' : sn, time: false, xLabel: 'minutes since start',
+      title: sn === 'records' ? 'Records saved' : sn, time: false, xLabel: `${unit} since start`,
       series: c.names.map((n, i) => {
         const pts = (c.series[i] || {})[sn] || [];
         const t0 = pts.length ? Date.parse(pts[0].t) : 0;
-        return { name: n, points: pts.map((p) => ({ x: (Date.parse(p.t) - t0) / 60000, y: p.v })) };
+        return { name: n, points: pts.map((p) => ({ x: (Date.parse(p.t) - t0) / ms, y: p.v })) };
       }),
     })))));
 
