@@ -185,7 +185,13 @@ func (s *fsSource) row(name string, locks lockSet) experimentRow {
 	}
 	var recent []time.Time
 	for _, suf := range []string{resultsSuffix, errorsSuffix} {
-		ts := s.tailTimes(name + suf)
+		// The last line gives the last update; a running job's lines of
+		// the last minute give its rate.
+		since := time.Time{}
+		if r.Running {
+			since = s.now().Add(-time.Minute)
+		}
+		ts := s.tailTimes(name+suf, since)
 		recent = append(recent, ts...)
 		if n := len(ts); n > 0 && ts[n-1].After(last) {
 			last = ts[n-1]
@@ -219,9 +225,10 @@ func statusOf(r experimentRow) string {
 // tailBytes is how much of a journal's end is read for its recent rate.
 const tailBytes = 128 << 10
 
-// tailTimes returns the timestamps of the complete lines in the last
-// tailBytes of file, in file order.
-func (s *fsSource) tailTimes(file string) []time.Time {
+// tailTimes returns, in file order, the timestamps of the complete lines at
+// the end of file from the last one back to the first older than since
+// (only the last one for a zero since), reading at most tailBytes.
+func (s *fsSource) tailTimes(file string, since time.Time) []time.Time {
 	f, err := s.root.Open(file)
 	if err != nil {
 		return nil
@@ -231,29 +238,42 @@ func (s *fsSource) tailTimes(file string) []time.Time {
 	if err != nil || fi.Size() == 0 {
 		return nil
 	}
-	from := max(0, fi.Size()-tailBytes)
-	buf := make([]byte, fi.Size()-from)
-	n, _ := f.ReadAt(buf, from)
-	buf = buf[:n]
-	if from > 0 { // the first line is cut: skip it
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			return nil
-		}
-		buf = buf[i+1:]
+	want := int64(tailBytes)
+	if since.IsZero() {
+		want = 8 << 10 // one line, unless lines are long
 	}
-	var ts []time.Time
-	for len(buf) > 0 {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break // a line being written
+	for {
+		from := max(0, fi.Size()-want)
+		buf := make([]byte, fi.Size()-from)
+		n, _ := f.ReadAt(buf, from)
+		ts, complete := linesBack(buf[:n], from == 0, since)
+		if complete || from == 0 || want >= tailBytes {
+			slices.Reverse(ts)
+			return ts
 		}
-		if t, ok := lineTime(buf[:i]); ok {
+		want = tailBytes
+	}
+}
+
+// linesBack parses timestamps from the last complete line of buf backwards
+// until one is older than since. whole says buf starts at a line's start.
+// complete is false when it ran out of lines before it was satisfied.
+func linesBack(buf []byte, whole bool, since time.Time) (ts []time.Time, complete bool) {
+	end := bytes.LastIndexByte(buf, '\n') // a line being written has none yet
+	for end > 0 {
+		start := bytes.LastIndexByte(buf[:end], '\n') + 1
+		if start == 0 && !whole {
+			return ts, false // the first line is cut
+		}
+		if t, ok := lineTime(buf[start:end]); ok {
 			ts = append(ts, t)
+			if since.IsZero() || t.Before(since) {
+				return ts, true
+			}
 		}
-		buf = buf[i+1:]
+		end = start - 1
 	}
-	return ts
+	return ts, true
 }
 
 // rateOver is records a second over the window before now. When the times
