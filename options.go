@@ -15,6 +15,7 @@ type options struct {
 	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
+	params      any // WithParams (runs.go)
 
 	// Seams for fault-injection tests; nil in real use.
 	wrapFile func(appendFile) appendFile         // wraps each journal's file

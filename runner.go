@@ -40,6 +40,7 @@ type Runner[K comparable, T any] struct {
 	lock        *os.File
 	metaPath    string
 	rename      func(oldpath, newpath string) error // os.Rename but in fault tests
+	run         *runLog                             // this run in NAME_runs.jsonl (runs.go)
 
 	mu        sync.RWMutex
 	closed    bool
@@ -142,8 +143,16 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		}
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
+	if err := finishRenames(o.dir, name, r.log); err != nil { // of a compact, retry, forget or reset killed midway
+		r.closeFiles()
+		return nil, err
+	}
 	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
 	if err := r.load(&o); err != nil {
+		r.closeFiles()
+		return nil, err
+	}
+	if err := r.startRun(&o); err != nil {
 		r.closeFiles()
 		return nil, err
 	}
@@ -318,7 +327,7 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close())
+	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
 	return errors.Join(err, r.closeFiles())
 }
 

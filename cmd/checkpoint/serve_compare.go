@@ -21,12 +21,11 @@ const (
 
 func (s *fsSource) Compare(ctx context.Context, names []string) (comparison, error) {
 	c := comparison{Names: names, Params: []compareValue{}, Metrics: []compareValue{}}
-	locks := heldLocks()
 	for _, n := range names {
 		if err := s.exists(n); err != nil {
 			return c, err
 		}
-		row := s.row(n, locks)
+		row := s.row(n)
 		c.Rows = append(c.Rows, row)
 		// Until metrics exist, the overlaid trend is each one's progress,
 		// as records done against time since its first record.

@@ -3,64 +3,57 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/checkpoint-go/checkpoint"
 )
 
-// Failures grouped by message. Provisional until the library's inspection
-// API (issue 8) lands with its own grouping: then these call it.
+// Failures grouped by message, from the library's read-only View (keys
+// whose latest outcome is an error) and the grouping of `checkpoint errors`
+// (errorPattern).
 
-type failureRec struct {
-	Key       json.RawMessage `json:"key"`
-	Error     string          `json:"error"`
-	Attempt   int             `json:"attempt"`
-	Timestamp string          `json:"timestamp"`
-}
-
-// latestFailures reads the errors journal: each key's latest error and its
-// number of attempts, in the order keys first failed.
-func (s *fsSource) latestFailures(ctx context.Context, name string) ([]failure, error) {
+// latestFailures streams the failures of name, calling fn for each until it
+// returns false. Large checkpoints take the quick path (serve_quick.go).
+func (s *fsSource) latestFailures(ctx context.Context, name string, fn func(checkpoint.Failure[string]) bool) error {
 	if err := s.exists(name); err != nil {
-		return nil, err
+		return err
 	}
-	f, err := s.root.Open(name + errorsSuffix)
-	if err != nil {
-		return nil, nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	byKey := map[string]int{}
-	var out []failure
-	readLines(f, 0, fi.Size(), make([]byte, pageBlock), func(_ int64, line []byte) bool {
-		var r failureRec
-		if json.Unmarshal(line, &r) != nil || r.Key == nil {
-			return ctx.Err() == nil
+	if s.large(name) {
+		fs, err := s.errorsOnlyFailures(ctx, name)
+		if err != nil {
+			return err
 		}
-		i, ok := byKey[string(r.Key)]
-		if !ok {
-			i = len(out)
-			byKey[string(r.Key)] = i
-			out = append(out, failure{Key: r.Key})
+		for _, f := range fs {
+			ff := checkpoint.Failure[string]{Key: string(f.Key), Error: f.Error, Attempts: f.Attempts}
+			if f.Time != nil {
+				ff.Time = *f.Time
+			}
+			if !fn(ff) {
+				break
+			}
 		}
-		out[i].Error = r.Error
-		out[i].Attempts = max(out[i].Attempts+1, r.Attempt)
-		out[i].Time = parseTime(r.Timestamp)
-		return ctx.Err() == nil
-	})
-	return out, ctx.Err()
+		return nil
+	}
+	v, err := s.inspect(name)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	for f := range v.Failures() {
+		if ctx.Err() != nil || !fn(f) {
+			break
+		}
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 func (s *fsSource) Failures(ctx context.Context, name string) ([]failureGroup, error) {
-	fs, err := s.latestFailures(ctx, name)
-	if err != nil {
-		return nil, err
-	}
 	groups := map[string]*failureGroup{}
-	for _, f := range fs {
+	err := s.latestFailures(ctx, name, func(f checkpoint.Failure[string]) bool {
 		p := errorPattern(f.Error)
 		g := groups[p]
 		if g == nil {
@@ -69,8 +62,12 @@ func (s *fsSource) Failures(ctx context.Context, name string) ([]failureGroup, e
 		}
 		g.Count++
 		if len(g.SampleKeys) < 5 {
-			g.SampleKeys = append(g.SampleKeys, f.Key)
+			g.SampleKeys = append(g.SampleKeys, json.RawMessage(f.Key))
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]failureGroup, 0, len(groups))
 	for _, g := range groups {
@@ -86,40 +83,17 @@ func (s *fsSource) Failures(ctx context.Context, name string) ([]failureGroup, e
 }
 
 func (s *fsSource) FailureList(ctx context.Context, name, pattern string, limit int) ([]failure, error) {
-	fs, err := s.latestFailures(ctx, name)
-	if err != nil {
-		return nil, err
-	}
 	out := []failure{}
-	for _, f := range fs {
+	err := s.latestFailures(ctx, name, func(f checkpoint.Failure[string]) bool {
 		if pattern == "" || errorPattern(f.Error) == pattern {
-			out = append(out, f)
-			if len(out) == limit {
-				break
+			fl := failure{Key: json.RawMessage(f.Key), Error: f.Error, Attempts: f.Attempts}
+			if !f.Time.IsZero() {
+				t := f.Time
+				fl.Time = &t
 			}
+			out = append(out, fl)
 		}
-	}
-	return out, nil
-}
-
-var (
-	uuidRE   = regexp.MustCompile(`\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b`)
-	quotedRE = regexp.MustCompile(`"[^"]*"|'[^']*'`)
-	hexRE    = regexp.MustCompile(`\b(?:0x[0-9a-fA-F]+|[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*)\b`)
-	digitsRE = regexp.MustCompile(`[0-9]+`)
-)
-
-// errorPattern collapses what differs between failures of one cause:
-// quoted values, UUIDs, hex ids (of at least 8 digits, or 0x...) and
-// numbers.
-func errorPattern(msg string) string {
-	p := quotedRE.ReplaceAllString(msg, `"…"`)
-	p = uuidRE.ReplaceAllString(p, "<id>")
-	p = hexRE.ReplaceAllStringFunc(p, func(h string) string {
-		if strings.HasPrefix(h, "0x") || len(h) >= 8 {
-			return "<id>"
-		}
-		return h
+		return len(out) < limit
 	})
-	return digitsRE.ReplaceAllString(p, "N")
+	return out, err
 }

@@ -9,24 +9,33 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/checkpoint-go/checkpoint"
 )
 
 // fsSource is the viewSource over a folder of checkpoints. It opens every
 // file through an os.Root, so no name, symlink or "..", however it is
 // spelled, reaches a file outside the folder; it only ever opens files for
 // reading and never takes a checkpoint's lock (a running job must be able
-// to open its checkpoint at any moment).
+// to open its checkpoint at any moment). Counts, times, rates and failures
+// come from the library's read-only Inspect, run history and metrics from
+// ReadRuns and ReadMetrics; what the library has no reader for (a page of
+// results at a byte offset, progress sampled over a journal) is read here.
 //
 // A fsSource is safe for concurrent use. Close releases the folder.
 type fsSource struct {
 	dir  string
 	root *os.Root
 	now  func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedRow
 }
 
 func newFSSource(dir string) (*fsSource, error) {
@@ -34,7 +43,7 @@ func newFSSource(dir string) (*fsSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsSource{dir: dir, root: root, now: time.Now}, nil
+	return &fsSource{dir: dir, root: root, now: time.Now, cache: map[string]cachedRow{}}, nil
 }
 
 func (s *fsSource) Close() error { return s.root.Close() }
@@ -110,15 +119,14 @@ func (s *fsSource) Experiments(ctx context.Context) ([]experimentRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	locks := heldLocks()
 	rows := make([]experimentRow, len(names))
-	// A few checkpoints at a time: each row is a handful of small reads.
+	// A few checkpoints at a time: the machine's cores, no more.
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(names)) {
 		wg.Go(func() {
 			for i := range work {
-				rows[i] = s.row(names[i], locks)
+				rows[i] = s.row(names[i])
 			}
 		})
 	}
@@ -137,171 +145,240 @@ func (s *fsSource) Experiment(ctx context.Context, name string) (experimentDetai
 	if err := s.exists(name); err != nil {
 		return experimentDetail{}, err
 	}
-	d := experimentDetail{experimentRow: s.row(name, heldLocks())}
+	d := experimentDetail{experimentRow: s.row(name)}
 	d.Progress, d.Sampled = s.progress(name)
 	d.Runs = []runInfo{}
+	runs, err := checkpoint.ReadRuns(s.dir, name)
+	if err != nil {
+		d.Note = joinNote(d.Note, "run history unreadable: "+err.Error())
+	}
+	for _, r := range slices.Backward(runs) {
+		d.Runs = append(d.Runs, runOf(r))
+	}
 	d.MetricSeries = map[string][]metricPoint{}
+	series, err := checkpoint.ReadMetrics(s.dir, name)
+	if err != nil {
+		d.Note = joinNote(d.Note, "metrics unreadable: "+err.Error())
+	}
+	for m, pts := range series {
+		out := make([]metricPoint, 0, len(pts))
+		for _, p := range pts {
+			out = append(out, metricPoint{T: p.Time, Step: p.Step, Value: p.Value})
+		}
+		d.MetricSeries[m] = thinMetric(out)
+	}
 	return d, nil
 }
 
-// row builds one line of the Experiments table from the meta file, the
-// journals' sizes and the timestamps at their ends.
-func (s *fsSource) row(name string, locks lockSet) experimentRow {
-	r := experimentRow{Name: name, Kind: "checkpoint"}
-	if b, err := s.root.ReadFile(name + metaSuffix); err == nil && len(b) > 0 {
-		var m struct {
-			StartedAt   string `json:"started_at"`
-			LastUpdated string `json:"last_updated"`
-			Total       int64  `json:"total_items"`
-			Completed   int64  `json:"completed_items"`
-			Failed      int64  `json:"failed_items"`
-		}
-		if err := json.Unmarshal(b, &m); err != nil {
-			r.Note = "meta file unreadable: " + err.Error()
-		}
-		r.Total, r.Completed, r.Failed = m.Total, m.Completed, m.Failed
-		r.StartedAt = parseTime(m.StartedAt)
-		r.LastUpdated = parseTime(m.LastUpdated)
-	} else {
-		r.Note = "no meta file yet"
+func runOf(r checkpoint.Run) runInfo {
+	ri := runInfo{ID: r.ID, Ended: string(r.Status), Completed: int64(r.Completed), Failed: int64(r.Failed),
+		Rate: r.Rate, Params: paramsOf(r.Params), Metrics: r.Metrics}
+	if !r.Start.IsZero() {
+		t := r.Start
+		ri.Start = &t
 	}
-	for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix} {
+	if !r.End.IsZero() {
+		t := r.End
+		ri.End = &t
+	}
+	return ri
+}
+
+// paramsOf shows a run's parameters as columns: an object's fields, or
+// the whole value under "params".
+func paramsOf(raw json.RawMessage) map[string]any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) == nil {
+		return m
+	}
+	var v any
+	if json.Unmarshal(raw, &v) == nil {
+		return map[string]any{"params": v}
+	}
+	return nil
+}
+
+func thinMetric(pts []metricPoint) []metricPoint {
+	if len(pts) <= 2*maxPoints {
+		return pts
+	}
+	step := (len(pts) + maxPoints - 1) / maxPoints
+	out := make([]metricPoint, 0, maxPoints+1)
+	for i := 0; i < len(pts); i += step {
+		out = append(out, pts[i])
+	}
+	return append(out, pts[len(pts)-1])
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// inspect opens the library's read-only View of name, after checking that
+// none of its files leads out of the folder (the library follows symlinks).
+func (s *fsSource) inspect(name string) (*checkpoint.View, error) {
+	if err := s.exists(name); err != nil {
+		return nil, err
+	}
+	if err := s.contained(name); err != nil {
+		return nil, err
+	}
+	v, err := checkpoint.Inspect(s.dir, name)
+	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		return nil, fmt.Errorf("%w: %q", errNotFound, name)
+	}
+	return v, err
+}
+
+// contained refuses a checkpoint one of whose files is a symlink that
+// leaves the folder: os.Root resolves every link and refuses an escape.
+func (s *fsSource) contained(name string) error {
+	for _, suf := range checkpointFiles {
+		if _, err := os.Lstat(filepath.Join(s.dir, name+suf)); err != nil {
+			continue // absent
+		}
+		if _, err := s.root.Stat(name + suf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s%s leads out of the folder", errNotFound, name, suf)
+		}
+	}
+	return nil
+}
+
+var checkpointFiles = append([]string{metaSuffix, resultsSuffix, errorsSuffix, ".lock", "_runs.jsonl", "_metrics.jsonl"}, sideSuffixes...)
+
+// A cached row is reused while the checkpoint's files are unchanged, so
+// that a page polling every second costs a few stats per idle checkpoint.
+type cachedRow struct {
+	sig  string
+	row  experimentRow
+	at   time.Time
+	took time.Duration
+}
+
+// rowSig is the sizes and times of the files a row is made from.
+func (s *fsSource) rowSig(name string) string {
+	var b strings.Builder
+	for _, suf := range checkpointFiles {
 		if fi, err := s.root.Stat(name + suf); err == nil {
-			r.SizeBytes += fi.Size()
+			fmt.Fprintf(&b, "%s:%d:%d;", suf, fi.Size(), fi.ModTime().UnixNano())
 		}
 	}
-	for _, suf := range sideSuffixes {
-		if fi, err := s.root.Stat(name + suf); err == nil && fi.Size() > 0 {
-			r.SideFiles = append(r.SideFiles, name+suf)
+	return b.String()
+}
+
+// row is one line of the Experiments table, from the library's Inspect and
+// run history. Inspect costs about an Open, so a row is remade only when
+// its files changed, a running row at most every second (a job killed
+// outright changes no file), and a large running checkpoint no more often
+// than ten times the time its last Inspect took.
+func (s *fsSource) row(name string) experimentRow {
+	sig := s.rowSig(name)
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.cache[name]
+	s.mu.Unlock()
+	if ok {
+		age := now.Sub(c.at)
+		fresh := c.sig == sig && (!c.row.Running || age < time.Second)
+		// A job writing changes the files; one killed outright does not,
+		// and must not stay "running" for ten Inspects' time.
+		throttled := c.sig != sig && c.row.Running && age < 10*c.took
+		if fresh || throttled {
+			return c.row
 		}
 	}
-	if fi, err := s.root.Stat(name + ".lock"); err == nil {
-		r.Running = locks.held(fi)
+	start := time.Now()
+	r := s.makeRow(name)
+	s.mu.Lock()
+	s.cache[name] = cachedRow{sig: sig, row: r, at: now, took: time.Since(start)}
+	s.mu.Unlock()
+	return r
+}
+
+func (s *fsSource) makeRow(name string) experimentRow {
+	if err := s.contained(name); err != nil {
+		return experimentRow{Name: name, Kind: "checkpoint", Status: "unreadable", Note: err.Error()}
 	}
-	// The journals are newer than a meta file refreshed once a second.
-	var last time.Time
-	if r.LastUpdated != nil {
-		last = *r.LastUpdated
+	if s.large(name) {
+		r := s.quickRow(name)
+		s.addRuns(&r)
+		return r
 	}
-	var recent []time.Time
-	for _, suf := range []string{resultsSuffix, errorsSuffix} {
-		// The last line gives the last update; a running job's lines of
-		// the last minute give its rate.
-		since := time.Time{}
-		if r.Running {
-			since = s.now().Add(-time.Minute)
-		}
-		ts := s.tailTimes(name+suf, since)
-		recent = append(recent, ts...)
-		if n := len(ts); n > 0 && ts[n-1].After(last) {
-			last = ts[n-1]
-		}
+	r := experimentRow{Name: name, Kind: "checkpoint"}
+	v, err := s.inspect(name)
+	if err != nil {
+		r.Status, r.Note = "unreadable", err.Error()
+		return r
 	}
-	if !last.IsZero() {
-		r.LastUpdated = &last
+	in := v.Info()
+	v.Close()
+	r.Running = in.Running
+	r.Completed, r.Failed, r.Total = int64(in.Completed), int64(in.Failed), int64(in.Total)
+	r.SizeBytes = in.Size
+	for _, f := range in.SideFiles {
+		r.SideFiles = append(r.SideFiles, filepath.Base(f))
+	}
+	if !in.StartedAt.IsZero() {
+		t := in.StartedAt
+		r.StartedAt = &t
+	}
+	if !in.LastUpdated.IsZero() {
+		t := in.LastUpdated
+		r.LastUpdated = &t
 	}
 	if r.Running {
-		r.Rate = rateOver(recent, s.now(), time.Minute)
+		r.Rate = in.Rate
 		if left := r.Total - r.Completed - r.Failed; r.Total > 0 && left > 0 && r.Rate > 0 {
 			r.ETASeconds = float64(left) / r.Rate
 		}
 	}
-	r.Status = statusOf(r)
+	s.addRuns(&r)
 	return r
 }
 
-func statusOf(r experimentRow) string {
+// addRuns adds the latest run's parameters, the latest metrics and a
+// crashed status from the run history.
+func (s *fsSource) addRuns(r *experimentRow) {
+	name := r.Name
+	crashed := false
+	if runs, err := checkpoint.ReadRuns(s.dir, name); err != nil {
+		r.Note = joinNote(r.Note, "run history unreadable: "+err.Error())
+	} else if n := len(runs); n > 0 {
+		last := runs[n-1]
+		r.Params = paramsOf(last.Params)
+		crashed = last.Status == checkpoint.RunCrashed && !r.Running
+		// The latest value of each metric, from the newest run that
+		// logged it.
+		for _, run := range runs {
+			for k, v := range run.Metrics {
+				if r.Metrics == nil {
+					r.Metrics = map[string]float64{}
+				}
+				r.Metrics[k] = v
+			}
+		}
+	}
+	r.Status = statusOf(*r, crashed)
+}
+
+func statusOf(r experimentRow, crashed bool) string {
 	switch {
 	case r.Running:
 		return "running"
+	case crashed:
+		return "crashed"
 	case r.Failed > 0:
 		return "failed"
 	case r.Total > 0 && r.Completed < r.Total:
 		return "stopped"
 	}
 	return "finished"
-}
-
-// tailBytes is how much of a journal's end is read for its recent rate.
-const tailBytes = 128 << 10
-
-// tailTimes returns, in file order, the timestamps of the complete lines at
-// the end of file from the last one back to the first older than since
-// (only the last one for a zero since), reading at most tailBytes.
-func (s *fsSource) tailTimes(file string, since time.Time) []time.Time {
-	f, err := s.root.Open(file)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return nil
-	}
-	want := int64(tailBytes)
-	if since.IsZero() {
-		want = 8 << 10 // one line, unless lines are long
-	}
-	for {
-		from := max(0, fi.Size()-want)
-		buf := make([]byte, fi.Size()-from)
-		n, _ := f.ReadAt(buf, from)
-		ts, complete := linesBack(buf[:n], from == 0, since)
-		if complete || from == 0 || want >= tailBytes {
-			slices.Reverse(ts)
-			return ts
-		}
-		want = tailBytes
-	}
-}
-
-// linesBack parses timestamps from the last complete line of buf backwards
-// until one is older than since. whole says buf starts at a line's start.
-// complete is false when it ran out of lines before it was satisfied.
-func linesBack(buf []byte, whole bool, since time.Time) (ts []time.Time, complete bool) {
-	end := bytes.LastIndexByte(buf, '\n') // a line being written has none yet
-	for end > 0 {
-		start := bytes.LastIndexByte(buf[:end], '\n') + 1
-		if start == 0 && !whole {
-			return ts, false // the first line is cut
-		}
-		if t, ok := lineTime(buf[start:end]); ok {
-			ts = append(ts, t)
-			if since.IsZero() || t.Before(since) {
-				return ts, true
-			}
-		}
-		end = start - 1
-	}
-	return ts, true
-}
-
-// rateOver is records a second over the window before now. When the times
-// seen do not reach back to the window's start (the tail read is bounded),
-// it divides by the span they cover.
-func rateOver(ts []time.Time, now time.Time, window time.Duration) float64 {
-	if len(ts) == 0 {
-		return 0
-	}
-	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
-	start := now.Add(-window)
-	n := 0
-	for _, t := range ts {
-		if !t.Before(start) {
-			n++
-		}
-	}
-	if n == 0 {
-		return 0
-	}
-	span := window
-	if first := ts[len(ts)-n]; n == len(ts) && first.After(start) {
-		span = now.Sub(first) // everything we read is recent: rate over what we saw
-	}
-	if span < time.Second {
-		span = time.Second
-	}
-	return float64(n) / span.Seconds()
 }
 
 // lineTime reads the "timestamp" field of a journal line.

@@ -35,7 +35,7 @@ func newTestServer(t *testing.T, dir string, o serveOptions) *httptest.Server {
 
 func fetch(t *testing.T, req *http.Request) (int, http.Header, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -392,22 +392,6 @@ func TestServeResultsPages(t *testing.T) {
 	}
 }
 
-func TestServeErrorPattern(t *testing.T) {
-	for _, tc := range []struct{ a, b string }{
-		{"429 too many requests (retry after 12s)", "429 too many requests (retry after 3s)"},
-		{"upstream 503 for request 1f3a9c0de", "upstream 503 for request 0x77"},
-		{`bad label "cat"`, `bad label "a much longer value"`},
-		{"request 7f9e2c1a-4b3d-11ee-be56-0242ac120002 failed", "request 00000000-0000-0000-0000-000000000000 failed"},
-	} {
-		if pa, pb := errorPattern(tc.a), errorPattern(tc.b); pa != pb {
-			t.Errorf("%q → %q and %q → %q differ", tc.a, pa, tc.b, pb)
-		}
-	}
-	if errorPattern("timeout after 30s") == errorPattern("connection refused") {
-		t.Error("different causes in one group")
-	}
-}
-
 // TestServeWhileJobsCrash keeps asking while a job writes large records, is
 // killed with SIGKILL mid-write, and is repaired by the next Open: every
 // answer is a 200 with valid JSON throughout.
@@ -432,7 +416,7 @@ func TestServeWhileJobsCrash(t *testing.T) {
 		}
 	}
 	// Records of 30 KB: a kill often lands inside one.
-	cmd := startJob(t, job, dir, "live", "-every", "2ms", "-pad", "30000")
+	cmd := startJob(t, job, dir, "live", "-every", "5ms", "-pad", "30000")
 	ask("while writing", 10)
 	var row experimentRow
 	_, body := getURL(t, srv.URL+"/api/experiments/live")
@@ -448,8 +432,8 @@ func TestServeWhileJobsCrash(t *testing.T) {
 	_, body = getURL(t, srv.URL+"/api/experiments/live")
 	row = experimentRow{}
 	json.Unmarshal([]byte(body), &row)
-	if row.Running {
-		t.Error("a killed job still shows as running")
+	if row.Running || row.Status != "crashed" {
+		t.Errorf("a killed job shows as running=%v status=%s, want crashed (from the run history)", row.Running, row.Status)
 	}
 	// The next Open repairs whatever the kill left.
 	r, err := checkpoint.Open[int, int]("live", checkpoint.WithDir(dir))
