@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,8 +185,14 @@ func TestServeBrowser(t *testing.T) {
 			t.Errorf("sample row %q lacks %q", sample, want)
 		}
 	}
-	if h := eval[int](b, `document.querySelectorAll('#experiments thead th[scope=col]').length`); h < 8 {
-		t.Errorf("%d column headers", h)
+	cols := eval[[]string](b, `[...document.querySelectorAll('#experiments thead th[scope=col]')].map(th => th.dataset.key || '')`)
+	for _, want := range []string{"name", "status", "completed", "failed", "rate", "eta_seconds", "last_updated", "model", "temperature", "accuracy", "f1"} {
+		if !slices.Contains(cols, want) {
+			t.Errorf("no column %s in %v", want, cols)
+		}
+	}
+	if a := eval[string](b, `document.querySelector('tr[data-name="eval-a"]').innerText`); !strings.Contains(a, "gpt-4o") || !strings.Contains(a, "0.9280") {
+		t.Errorf("eval-a row %q lacks its model and accuracy", a)
 	}
 	if l := eval[bool](b, `!!document.querySelector('label[for=filter-text]') && !!document.querySelector('label[for=filter-cond]')`); !l {
 		t.Error("filter inputs have no labels")
@@ -224,8 +231,11 @@ func TestServeBrowser(t *testing.T) {
 	b.do("filter by text", chromedp.SendKeys(chromedp.CSS("#filter-text"), "eval"))
 	b.wait("two eval rows", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 2`)
 	b.clear("#filter-text")
-	b.do("filter by condition", chromedp.SendKeys(chromedp.CSS("#filter-cond"), "failed > 5, total = 100"))
-	b.wait("eval-a alone", `[...document.querySelectorAll('#experiments tbody tr[data-name]')].map(r => r.dataset.name).join() === 'eval-a'`)
+	for _, cond := range []string{"model = gpt-4o", "accuracy > 0.9", "failed > 5, total = 100, prompt = v2"} {
+		b.clear("#filter-cond")
+		b.do("filter by "+cond, chromedp.SendKeys(chromedp.CSS("#filter-cond"), cond))
+		b.wait("eval-a alone for "+cond, `[...document.querySelectorAll('#experiments tbody tr[data-name]')].map(r => r.dataset.name).join() === 'eval-a'`)
+	}
 	b.screenshot("experiments-filtered.png")
 	b.clear("#filter-cond")
 	b.wait("all rows back", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 6`)
@@ -253,6 +263,12 @@ func TestServeBrowser(t *testing.T) {
 	}
 	b.do("search", chromedp.SendKeys(chromedp.CSS("#results-search"), `"A3"`), chromedp.Click(chromedp.CSS(`#results-search + button, form[role=search] button`)))
 	b.wait("search results", `document.querySelector('#results-info').textContent.startsWith('Page 1') && [...document.querySelectorAll('#results tbody pre')].every(p => p.textContent.includes('"A3"'))`)
+
+	// Metrics and run history of a library-made checkpoint.
+	b.do("open eval-a", chromedp.Navigate(srv.URL+"/#/exp/eval-a"))
+	b.wait("metric charts", `[...document.querySelectorAll('figure.chart figcaption')].some(c => c.textContent === 'accuracy') && document.querySelectorAll('figure.chart .series circle').length >= 10`)
+	b.wait("the run history", `document.querySelectorAll('#runs tbody tr').length === 1 && document.querySelector('#runs tbody .badge').textContent === 'finished'`)
+	b.screenshot("experiment-metrics.png")
 
 	// A result and an error message holding markup show as text.
 	b.do("open xss", chromedp.Navigate(srv.URL+"/#/exp/xss"))
@@ -288,7 +304,13 @@ func TestServeBrowser(t *testing.T) {
 	if f := eval[string](b, `document.querySelector('#compare-fields tbody tr').innerText`); !strings.Contains(f, "label") || !strings.Contains(f, `"fox"`) {
 		t.Errorf("field diff row %q", f)
 	}
-	b.wait("the overlaid chart", `document.querySelectorAll('#main figure.chart svg .series polyline').length === 2`)
+	b.wait("the overlaid charts", `document.querySelectorAll('#main figure.chart svg .series polyline').length >= 4`)
+	if d := eval[string](b, `[...document.querySelectorAll('#compare-params tr.differ th')].map(th => th.textContent).join()`); !strings.HasPrefix(d, "model") || strings.Contains(d, "prompt") {
+		t.Errorf("parameters marked as differing: %q", d)
+	}
+	if m := eval[string](b, `document.querySelector('#compare-metrics tbody tr').innerText`); !strings.Contains(m, "accuracy") || !strings.Contains(m, "(-0.0500)") {
+		t.Errorf("metric row %q lacks the delta", m)
+	}
 	b.screenshot("compare.png")
 
 	if p := b.consoleProblems(); len(p) > 0 {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+
+	"github.com/checkpoint-go/checkpoint"
 )
 
 // Compare for the web view. The parameters, metrics and key-level
@@ -27,10 +29,17 @@ func (s *fsSource) Compare(ctx context.Context, names []string) (comparison, err
 		}
 		row := s.row(n)
 		c.Rows = append(c.Rows, row)
-		// Until metrics exist, the overlaid trend is each one's progress,
-		// as records done against time since its first record.
-		pts, _ := s.progress(n)
+		// Overlaid trends: every metric, and the records saved over time.
 		series := map[string][]metricPoint{}
+		if ms, err := checkpoint.ReadMetrics(s.dir, n); err == nil {
+			for m, pts := range ms {
+				for _, p := range pts {
+					series[m] = append(series[m], metricPoint{T: p.Time, Step: p.Step, Value: p.Value})
+				}
+				series[m] = thinMetric(series[m])
+			}
+		}
+		pts, _ := s.progress(n)
 		for _, p := range pts {
 			series["records"] = append(series["records"], metricPoint{T: p.T, Value: float64(p.N)})
 		}

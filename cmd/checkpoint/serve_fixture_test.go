@@ -29,14 +29,21 @@ func makeFixture(t testing.TB, dir string) {
 		Label string  `json:"label"`
 		Score float64 `json:"score"`
 	}
-	write := func(name string, keys []int, label func(int) string, fail func(int) error) {
-		r, err := checkpoint.Open[int, int](name, checkpoint.WithDir(dir))
+	write := func(name string, params map[string]any, accuracy float64, keys []int, label func(int) string, fail func(int) error) {
+		r, err := checkpoint.Open[int, int](name, checkpoint.WithDir(dir), checkpoint.WithParams(params))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range r.Iterate(keys, func(k int) int { return k }) {
 		}
-		for _, k := range keys {
+		for i, k := range keys {
+			if i%10 == 9 { // a metric per ten items, as an evaluation logs them
+				step := int64(i + 1)
+				acc := accuracy - 0.2*float64(len(keys)-i)/float64(len(keys))
+				if err := r.LogMetrics(map[string]float64{"accuracy": acc, "f1": acc - 0.05}, checkpoint.AtStep(step)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := fail(k); err != nil {
 				if err := r.SaveError(k, err); err != nil {
 					t.Fatal(err)
@@ -53,7 +60,7 @@ func makeFixture(t testing.TB, dir string) {
 	}
 	label := func(k int) string { return []string{"cat", "dog", "bird"}[k%3] }
 	keysA := seq(0, 100)
-	write("eval-a", keysA, label, func(k int) error {
+	write("eval-a", map[string]any{"model": "gpt-4o", "temperature": 0, "prompt": "v2"}, 0.93, keysA, label, func(k int) error {
 		switch {
 		case k >= 95:
 			return fmt.Errorf("HTTP 429: too many requests (retry after %ds)", k%7+1)
@@ -64,7 +71,7 @@ func makeFixture(t testing.TB, dir string) {
 	})
 	// B: keys 0-4 missing, 100-104 added, label changed on k%10 == 3, and
 	// 90-94 now complete.
-	write("eval-b", seq(5, 105), func(k int) string {
+	write("eval-b", map[string]any{"model": "claude-sonnet", "temperature": 0, "prompt": "v2"}, 0.88, seq(5, 105), func(k int) string {
 		if k%10 == 3 {
 			return "fox"
 		}

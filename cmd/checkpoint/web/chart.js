@@ -27,7 +27,7 @@ function timeLabel(ms, span) {
 // lineChart draws series [{name, points: [{x, y}]}] where x is a time in
 // milliseconds (time: true) or a number. It returns a <figure> with an
 // accessible name and a legend.
-export function lineChart({ title, series, time = true, yLabel = '', xLabel = '' }) {
+export function lineChart({ title, series, time = true, yLabel = '', xLabel = '', zero = true }) {
   const all = series.flatMap((sr) => sr.points);
   const fig = h('figure', { class: 'chart' });
   fig.append(h('figcaption', {}, title));
@@ -36,7 +36,9 @@ export function lineChart({ title, series, time = true, yLabel = '', xLabel = ''
     return fig;
   }
   let x0 = Math.min(...all.map((p) => p.x)), x1 = Math.max(...all.map((p) => p.x));
-  let y0 = Math.min(0, ...all.map((p) => p.y)), y1 = Math.max(...all.map((p) => p.y));
+  let y0 = Math.min(...all.map((p) => p.y)), y1 = Math.max(...all.map((p) => p.y));
+  if (zero) y0 = Math.min(0, y0);
+  else { const pad = (y1 - y0) * 0.08 || Math.abs(y1) * 0.05 || 1; y0 -= pad; y1 += pad; }
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) y1 = y0 + 1;
   const px = (x) => M.l + (x - x0) / (x1 - x0) * (W - M.l - M.r);
@@ -78,7 +80,7 @@ export function perMinute(points) {
   if (points.length < 2) return points.map((p) => ({ x: p.x, y: 0 }));
   const t0 = points[0].x, t1 = points.at(-1).x;
   const span = Math.max(t1 - t0, 1);
-  const bucket = Math.max(span / 60, 1000);
+  const bucket = Math.max(span / 60, 1); // ms; the rate is still per minute
   let j = 0;
   const at = (t) => { // cumulative count at t, linear between points
     while (j < points.length - 1 && points[j + 1].x <= t) j++;

@@ -34,14 +34,18 @@ export async function compareView(main, ctx, names) {
   const span = Math.max(0, ...spans);
   const [unit, ms] = span < 120e3 ? ['seconds', 1e3] : span < 2 * 3600e3 ? ['minutes', 60e3] : ['hours', 3600e3];
   main.append(h('section', { 'aria-labelledby': 'h-c-trends' }, h('h2', { id: 'h-c-trends' }, 'Trends'),
-    h('div', { class: 'chart-row' }, seriesNames.map((sn) => lineChart({
-      title: sn === 'records' ? 'Records saved' : sn, time: false, xLabel: `${unit} since start`,
-      series: c.names.map((n, i) => {
-        const pts = (c.series[i] || {})[sn] || [];
-        const t0 = pts.length ? Date.parse(pts[0].t) : 0;
-        return { name: n, points: pts.map((p) => ({ x: (Date.parse(p.t) - t0) / ms, y: p.v })) };
-      }),
-    })))));
+    h('div', { class: 'chart-row' }, seriesNames.map((sn) => {
+      const all = c.series.map((m) => (m || {})[sn] || []);
+      const byStep = all.flat().length > 0 && all.flat().every((p) => p.step !== undefined && p.step !== null);
+      return lineChart({
+        title: sn === 'records' ? 'Records saved' : sn, zero: sn === 'records', time: false, xLabel: byStep ? 'step' : `${unit} since start`,
+        series: c.names.map((n, i) => {
+          const pts = all[i];
+          const t0 = pts.length ? Date.parse(pts[0].t) : 0;
+          return { name: n, points: pts.map((p) => ({ x: byStep ? p.step : (Date.parse(p.t) - t0) / ms, y: p.v })) };
+        }),
+      });
+    }))));
 
   const keys = h('section', { 'aria-labelledby': 'h-c-keys' }, h('h2', { id: 'h-c-keys' }, `Keys: ${c.names[0]} vs ${c.names[1]}`));
   main.append(keys);

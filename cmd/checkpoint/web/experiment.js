@@ -80,7 +80,7 @@ function renderMetrics(el, d) {
   el.append(h('div', { class: 'chart-row' }, names.map((n) => {
     const ser = d.metric_series[n];
     const byStep = ser.every((p) => p.step !== undefined && p.step !== null);
-    return lineChart({ title: n, time: !byStep, xLabel: byStep ? 'step' : '', series: [{ name: n, points: ser.map((p) => ({ x: byStep ? p.step : Date.parse(p.t), y: p.v })) }] });
+    return lineChart({ title: n, zero: false, time: !byStep, xLabel: byStep ? 'step' : '', series: [{ name: n, points: ser.map((p) => ({ x: byStep ? p.step : Date.parse(p.t), y: p.v })) }] });
   })));
 }
 
@@ -173,7 +173,7 @@ function resultsTable(el, base, ctx) {
     }
     put(body, ...page.items.map((it) => h('tr', {},
       h('td', { class: 'key' }, jsonText(it.key)),
-      h('td', {}, h('pre', { class: 'json' }, jsonText(it.result, true))),
+      h('td', {}, h('pre', { class: 'json' }, resultText(it.result))),
       h('td', { class: 'time' }, fmtTime(it.time)))));
     if (!page.items.length) body.append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, search.value ? 'No match in this part of the file.' : 'No results.')));
     const pct = page.size ? Math.round(100 * page.scanned_to / page.size) : 100;
@@ -183,4 +183,10 @@ function resultsTable(el, base, ctx) {
     next.disabled = page.next < 0;
   }
   load(0);
+}
+
+// resultText is a result as pretty JSON, or on one line when it is short.
+function resultText(v) {
+  const one = JSON.stringify(v, null, 1)?.replace(/\n\s*/g, ' ') ?? String(v);
+  return one.length <= 90 ? one : JSON.stringify(v, null, 2);
 }

@@ -24,7 +24,8 @@ func main() {
 	maxTime := flag.Duration("max", time.Minute, "stop after this long whatever happens")
 	flag.Parse()
 
-	r, err := checkpoint.Open[int, int](*name, checkpoint.WithDir(*dir))
+	r, err := checkpoint.Open[int, int](*name, checkpoint.WithDir(*dir),
+		checkpoint.WithParams(map[string]any{"model": "gpt-4o-mini", "batch": 16}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
