@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,6 +106,12 @@ func serve(ctx context.Context, e *env, o serveOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	url := "http://" + ln.Addr().String() + "/"
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		// All interfaces: name the machine, not [::].
+		if h, err := os.Hostname(); err == nil {
+			url = "http://" + net.JoinHostPort(h, strconv.Itoa(tcp.Port)) + "/"
+		}
+	}
 	if o.loopback {
 		fmt.Fprintf(e.stdout, "Serving %s read-only at %s\nListening on loopback only: reachable from this machine, not from the network.\n", o.dir, url)
 	} else {
