@@ -59,6 +59,9 @@ type Runner[K comparable, T any] struct {
 
 	metaMu      sync.Mutex
 	metaWritten time.Time
+	metaDue     atomic.Int64   // unix ns after which a save rewrites the meta
+	metaBusy    atomic.Bool    // a background meta writer is under way
+	metaWriters sync.WaitGroup // background meta writers, which Close waits for
 
 	bufs  sync.Pool // *[]byte, for building errors lines
 	lines sync.Pool // *lineBuilder, for building results lines
@@ -318,6 +321,7 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.metaWriters.Wait()
 	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close())
 	return errors.Join(err, r.closeFiles())
 }
