@@ -261,6 +261,13 @@ func (r *Runner[K, T]) Progress() (completed, total int) {
 // Err returns the first error an iterator (Iterate, IterateSeq, AllResults)
 // or AllErrors met, or nil. Iterators stop at an error; check Err after the
 // loop, as with bufio.Scanner.
+//
+// Like bufio.Scanner's, the error is kept: it is the first one since Open,
+// is never reset, and a later loop does not clear it. A Runner is one job's
+// checkpoint, so an error in any of its loops means the job's view of it was
+// incomplete; a new Runner (Close, then Open) starts without one. With
+// loops on several goroutines, the first error of any of them is the one
+// reported.
 func (r *Runner[K, T]) Err() error {
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
