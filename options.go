@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"log/slog"
+	"time"
 )
 
 // An Option configures Open.
@@ -15,6 +16,8 @@ type options struct {
 	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
+	backend     Backend       // WithBackend; see backend.go
+	lease       time.Duration // WithLease
 
 	// Seams for fault-injection tests; nil in real use.
 	wrapFile func(appendFile) appendFile         // wraps each journal's file
