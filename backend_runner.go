@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -120,28 +121,11 @@ func (r *Runner[K, T]) noteLocked(k K, done bool, attempts int) {
 	*sp = s
 }
 
-// take marks keys as leased to loop; held reports whether one is already.
-func (b *remote) take(kb []byte, loop uint64) {
-	b.mu.Lock()
-	b.inHand[string(kb)] = loop
-	b.mu.Unlock()
-}
-
 func (b *remote) holds(kb []byte) bool {
 	b.mu.Lock()
 	_, ok := b.inHand[string(kb)]
 	b.mu.Unlock()
 	return ok
-}
-
-// heldElsewhere reports whether another loop of this runner holds kb. A key
-// this loop holds is claimed again: Iterate's body is done with its item, and
-// Process skips a key in flight itself.
-func (b *remote) heldElsewhere(kb []byte, loop uint64) bool {
-	b.mu.Lock()
-	l, ok := b.inHand[string(kb)]
-	b.mu.Unlock()
-	return ok && l != loop
 }
 
 // settle removes kb from the keys in hand and reports whether it was there.
@@ -200,6 +184,7 @@ type claimLoop[K comparable, T, U any] struct {
 
 	stopRenew context.CancelFunc
 	renewing  sync.WaitGroup
+	renewed   atomic.Int64 // UnixNano when the latest renewal of all this loop's keys was sent
 }
 
 type claimItem[K comparable, U any] struct {
@@ -233,12 +218,20 @@ func (l *claimLoop[K, T, U]) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		sent := time.Now()
 		keys := b.held(l.id, false)
+		ok := true
 		for chunk := range slices.Chunk(keys, claimBatchMax) {
-			if err := b.cp.Renew(ctx, chunk); err != nil && ctx.Err() == nil {
-				l.r.log.Warn("checkpoint: could not renew leases", "name", l.r.name, "items", len(keys), "err", err)
+			if err := b.cp.Renew(ctx, chunk); err != nil {
+				if ctx.Err() == nil {
+					l.r.log.Warn("checkpoint: could not renew leases", "name", l.r.name, "items", len(keys), "err", err)
+				}
+				ok = false
 				break
 			}
+		}
+		if ok {
+			l.renewed.Store(sent.UnixNano())
 		}
 	}
 }
@@ -305,7 +298,14 @@ func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 			r.setErr(ErrClosed)
 			return nil
 		}
-		again := later
+		again := later[:0:0]
+		for _, it := range later {
+			if r.pending(it.key, &c) { // else completed meanwhile, by this runner or reported by a claim
+				again = append(again, it)
+			} else {
+				l.skipped++
+			}
+		}
 		later = nil
 		for len(again) > 0 {
 			n := min(len(again), claimBatchMax)
@@ -328,42 +328,64 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 		return false, nil
 	}
 	// A key twice in one claim, or in hand in another loop, waits: its
-	// first item's outcome decides whether it runs again.
+	// first item's outcome decides whether it runs again. The keys sent are
+	// reserved to this loop before the claim, since the database gives a
+	// key this runner holds to any of its loops.
 	keys := make([][]byte, 0, len(batch))
 	send := make([]claimItem[K, U], 0, len(batch))
 	seen := make(map[string]struct{}, len(batch))
+	b.mu.Lock()
 	for _, it := range batch {
-		if _, dup := seen[string(it.kb)]; dup || b.heldElsewhere(it.kb, l.id) {
+		_, dup := seen[string(it.kb)]
+		if l2, held := b.inHand[string(it.kb)]; dup || held && l2 != l.id {
 			*later = append(*later, it)
 			continue
 		}
 		seen[string(it.kb)] = struct{}{}
+		b.inHand[string(it.kb)] = l.id
 		keys = append(keys, it.kb)
 		send = append(send, it)
 	}
+	b.mu.Unlock()
 	if len(keys) == 0 {
 		return true, nil
 	}
 	states := make([]ClaimState, len(keys))
+	sent := time.Now()
 	if err := b.cp.Claim(l.ctx, keys, states); err != nil {
+		b.mu.Lock()
+		for _, k := range keys {
+			delete(b.inHand, string(k))
+		}
+		b.mu.Unlock()
 		if l.ctx.Err() != nil {
 			return false, l.ctx.Err()
 		}
 		return false, backendErr("claim", err)
 	}
+	b.mu.Lock()
 	for i, it := range send {
-		if states[i] == ClaimTaken {
-			b.take(it.kb, l.id)
+		if states[i] != ClaimTaken {
+			delete(b.inHand, string(it.kb)) // reserved above
 		}
 	}
+	b.mu.Unlock()
 	start := time.Now()
 	yielded := 0
 	if debugClaims {
 		fmt.Printf("DEBUG claim %q -> %v\n", keys, states)
 	}
+	var lapsed []claimItem[K, U]
 	for i, it := range send {
 		switch states[i] {
 		case ClaimTaken:
+			// An item is handed out only while its lease surely holds: if
+			// neither the claim nor a renewal was sent within 3/4 of a
+			// lease (the database was unreachable), claim it again first.
+			if lapsed != nil || !l.leaseHolds(sent) {
+				lapsed = append(lapsed, it)
+				continue
+			}
 			yielded++
 			if !yield(it.item) {
 				return false, nil
@@ -378,7 +400,15 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 		}
 	}
 	l.resize(yielded, time.Since(start))
+	if len(lapsed) > 0 {
+		return l.claim(lapsed, later, yield)
+	}
 	return true, nil
+}
+
+func (l *claimLoop[K, T, U]) leaseHolds(claimed time.Time) bool {
+	base := max(claimed.UnixNano(), l.renewed.Load())
+	return time.Now().UnixNano() < base+int64(l.r.backend.lease)*3/4
 }
 
 // resize sets the size of the next claim from how long this one's items
@@ -465,6 +495,9 @@ func (r *Runner[K, T]) remoteSaveResult(key K, result any) error {
 		return ErrClosed
 	}
 	b := r.backend
+	if debugClaims && !b.holds(kb) {
+		fmt.Fprintf(os.Stderr, "DEBUG unclaimed save %s\n", kb)
+	}
 	saved, err := b.cp.SaveResult(context.Background(), kb, res, b.holds(kb))
 	if err != nil {
 		return backendErr("save result", err)
@@ -596,4 +629,4 @@ func (r *Runner[K, T]) remoteClose() error {
 	return backendErr("close", r.backend.cp.Close())
 }
 
-var debugClaims = false
+var debugClaims = os.Getenv("DEBUG_CLAIMS") != ""

@@ -13,14 +13,14 @@ import (
 // server, the saves that arrive queue up, and the next group takes them all
 // in one statement per kind, one round trip, one commit. Every caller waits
 // for the commit of its own save, so an acknowledged save is durable; with
-// many workers, each commit carries many saves. No goroutine of its own: the
-// first caller to find no group in flight leads, and hands the lead to a
-// waiting caller when it is done.
+// many workers, each commit carries many saves. No goroutine of its own: a
+// caller that finds fewer than maxFlushing groups in flight leads one, and
+// hands the lead to a waiting caller when it is done.
 type saver struct {
 	c        *attached
 	mu       sync.Mutex
 	queue    []*saveReq
-	flushing bool
+	flushing int // groups on their way
 }
 
 type saveReq struct {
@@ -37,29 +37,39 @@ type saveReq struct {
 	err      error
 }
 
-// maxGroup bounds the saves in one commit.
-const maxGroup = 2000
+const (
+	maxGroup    = 2000 // saves in one commit at most
+	maxFlushing = 4    // groups on their way at once: the server merges their WAL flushes
+)
 
 func (s *saver) do(ctx context.Context, r *saveReq) {
 	r.id = randomID()
 	r.wake = make(chan bool, 1)
 	s.mu.Lock()
 	s.queue = append(s.queue, r)
-	lead := !s.flushing
-	s.flushing = true
-	s.mu.Unlock()
-	if !lead && !<-r.wake {
-		return
+	if s.flushing < maxFlushing {
+		s.flushing++
+	} else {
+		s.mu.Unlock()
+		if !<-r.wake {
+			return
+		}
+		s.mu.Lock()
 	}
-	s.mu.Lock()
+	// Leading: take what is queued (another leader may have taken r).
 	n := min(len(s.queue), maxGroup)
 	group := slices.Clone(s.queue[:n])
 	s.queue = s.queue[n:]
 	s.mu.Unlock()
 
-	s.flush(ctx, group)
+	mine := false
+	if len(group) > 0 {
+		s.flush(ctx, group)
+	}
 	for _, g := range group {
-		if g != r {
+		if g == r {
+			mine = true
+		} else {
 			g.wake <- false
 		}
 	}
@@ -67,11 +77,14 @@ func (s *saver) do(ctx context.Context, r *saveReq) {
 	if len(s.queue) > 0 {
 		next := s.queue[0]
 		s.mu.Unlock()
-		next.wake <- true
-		return
+		next.wake <- true // the lead passes on; the count stays
+	} else {
+		s.flushing--
+		s.mu.Unlock()
 	}
-	s.flushing = false
-	s.mu.Unlock()
+	if !mine {
+		<-r.wake // done by the leader that took it
+	}
 }
 
 // The four statements of a group. A result or failure of a key this runner
