@@ -32,6 +32,9 @@ func (s *Store) retry(ctx context.Context, op string, fn func(ctx context.Contex
 			}
 			return err
 		}
+		if s.retryFor <= 0 {
+			return err
+		}
 		if first.IsZero() {
 			first = time.Now()
 			s.log.Warn("postgres: lost the connection; retrying", "op", op, "for", s.retryFor, "err", err)
