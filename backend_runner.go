@@ -448,6 +448,29 @@ func (r *Runner[K, T]) remoteIterate(items iter.Seq[T], keyFn func(T) K, total i
 	}
 }
 
+// remoteIterateIndexed is BatchRunner.IterateWithProgress's loop on a
+// Backend; it reports whether the loop ran to its end.
+func (r *Runner[K, T]) remoteIterateIndexed(items []T, keyFn func(T) K, p *progress, yield func(int, T) bool) (complete bool) {
+	l := newClaimLoop(context.Background(), r, func(i int) K { return keyFn(items[i]) })
+	defer l.finish()
+	stopped := false
+	err := l.run(func(yield func(int) bool) {
+		for i := range items {
+			if !yield(i) {
+				return
+			}
+		}
+	}, func(i int) bool {
+		p.handOut()
+		stopped = !yield(i, items[i])
+		return !stopped
+	})
+	if err != nil {
+		r.setErr(err)
+	}
+	return !stopped && err == nil && !r.runnerClosed()
+}
+
 // counted counts the items of a stream in Progress's total as they are read.
 func (r *Runner[K, T]) counted(items iter.Seq[T]) iter.Seq[T] {
 	return func(yield func(T) bool) {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -332,3 +333,44 @@ func TestRedact(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A BatchRunner's loop with a progress bar claims too: two of them share
+// the items.
+func TestBatchRunnerShares(t *testing.T) {
+	s := openStore(t, "")
+	items := make([]int, 500)
+	for i := range items {
+		items[i] = i
+	}
+	var mu sync.Mutex
+	seen := make(map[int]int)
+	var wg sync.WaitGroup
+	for range 2 {
+		b, err := checkpoint.OpenBatch[int, int]("bar", checkpoint.WithBackend(s), checkpoint.WithLogger(quiet),
+			checkpoint.WithProgressWriter(io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		wg.Go(func() {
+			for _, it := range b.IterateWithProgress(items, ident, "") {
+				mu.Lock()
+				seen[it]++
+				mu.Unlock()
+				time.Sleep(100 * time.Microsecond)
+				if err := b.SaveResult(it, it); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != len(items) {
+		t.Fatalf("%d items done, want %d", len(seen), len(items))
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("item %d yielded %d times", k, n)
+		}
+	}
+}
