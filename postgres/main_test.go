@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/checkpoint-go/checkpoint/postgres/internal/pgtest"
+	"github.com/checkpoint-go/checkpoint/postgres/pgtest"
 )
 
 // One throwaway cluster serves the whole test binary. Without the server's

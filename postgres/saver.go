@@ -45,45 +45,38 @@ const (
 func (s *saver) do(ctx context.Context, r *saveReq) {
 	r.id = randomID()
 	r.wake = make(chan bool, 1)
+	// A request either leads a group, which starts with it, or waits in the
+	// queue for exactly one wake: false when a leader wrote it, true when a
+	// leader handed it the lead and took it off the queue.
 	s.mu.Lock()
-	s.queue = append(s.queue, r)
 	if s.flushing < maxFlushing {
 		s.flushing++
 	} else {
+		s.queue = append(s.queue, r)
 		s.mu.Unlock()
 		if !<-r.wake {
 			return
 		}
 		s.mu.Lock()
 	}
-	// Leading: take what is queued (another leader may have taken r).
-	n := min(len(s.queue), maxGroup)
-	group := slices.Clone(s.queue[:n])
-	s.queue = s.queue[n:]
+	n := min(len(s.queue), maxGroup-1)
+	group := append([]*saveReq{r}, s.queue[:n]...)
+	s.queue = slices.Clone(s.queue[n:])
 	s.mu.Unlock()
 
-	mine := false
-	if len(group) > 0 {
-		s.flush(ctx, group)
-	}
-	for _, g := range group {
-		if g == r {
-			mine = true
-		} else {
-			g.wake <- false
-		}
+	s.flush(ctx, group)
+	for _, g := range group[1:] {
+		g.wake <- false
 	}
 	s.mu.Lock()
 	if len(s.queue) > 0 {
 		next := s.queue[0]
+		s.queue = s.queue[1:]
 		s.mu.Unlock()
 		next.wake <- true // the lead passes on; the count stays
 	} else {
 		s.flushing--
 		s.mu.Unlock()
-	}
-	if !mine {
-		<-r.wake // done by the leader that took it
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-go/checkpoint/postgres/internal/pgtest"
+	"github.com/checkpoint-go/checkpoint/postgres/pgtest"
 )
 
 var (
