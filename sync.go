@@ -206,18 +206,23 @@ func (s *syncer) schedule() {
 func (s *syncer) flush() {
 	defer s.flushes.Done()
 	s.mu.Lock()
-	s.timer = nil
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for s.busy {
+		s.cond.Wait()
+	}
 	// Records saved from now on schedule the next sync, at least a full
-	// interval away: syncs are never closer together than the interval.
-	if err := s.wait(); err != nil {
+	// interval after this one starts: syncs are never closer together than
+	// the interval. The timer is cleared only here, just before the sync
+	// starts, not when it fired: a busy machine can take long between the
+	// two, and a save in that gap would schedule the next sync too early.
+	// Saves in that gap wrote before the sync starts, so it covers them.
+	s.timer = nil
+	if rd := s.lead(); rd.err != nil {
 		s.log.Error("checkpoint: background sync failed; records saved lately may not survive a power cut",
-			"file", s.path, "err", err)
-		s.mu.Lock()
+			"file", s.path, "err", rd.err)
 		if s.bgErr == nil {
-			s.bgErr = err
+			s.bgErr = rd.err
 		}
-		s.mu.Unlock()
 	}
 }
 
