@@ -93,7 +93,9 @@ holds it.`,
 // subcommands lists the constructors of the subcommands, one file each.
 // Add one line per subcommand.
 func subcommands() []func(*env) *cobra.Command {
-	return []func(*env) *cobra.Command{}
+	return []func(*env) *cobra.Command{
+		newSnapshotsCmd,
+	}
 }
 
 // isCobraUsage reports errors cobra makes for bad arguments and unknown
