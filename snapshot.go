@@ -276,3 +276,17 @@ func (s *Snapshots) Delete(name string) error {
 	}
 	return nil
 }
+
+// ReadSnapshots lists the snapshots in dir without changing anything (no
+// cleanup of temporary files): it is for tools that look while jobs run.
+// flow "" lists those of OpenSnapshots(dir), a flow's name that flow's own.
+func ReadSnapshots(dir, flow string) ([]SnapshotInfo, error) {
+	folder := filepath.Join(dir, "snapshots")
+	if flow != "" {
+		if err := checkName(flow); err != nil {
+			return nil, err
+		}
+		folder = flowSnapsDir(dir, flow)
+	}
+	return (&Snapshots{dir: folder}).List()
+}

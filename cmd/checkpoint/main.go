@@ -107,6 +107,7 @@ func subcommands() []func(*env) *cobra.Command {
 		newCompareCmd,
 		newRunsCmd,
 		newServeCmd,
+		newSnapshotsCmd,
 	}
 }
 
