@@ -101,14 +101,15 @@ func validName(name string) error {
 	return nil
 }
 
-// exists reports whether name is a checkpoint of the folder.
+// exists reports whether name is a checkpoint of the folder, none of whose
+// files leads out of it.
 func (s *fsSource) exists(name string) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("%w: %v", errNotFound, err)
 	}
 	for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix} {
 		if fi, err := s.root.Stat(name + suf); err == nil && fi.Mode().IsRegular() {
-			return nil
+			return s.contained(name)
 		}
 	}
 	return fmt.Errorf("%w: %q", errNotFound, name)
