@@ -173,7 +173,13 @@ func edit(dir, name string, change func(*editor) error) error {
 	}
 	r := &Runner[string, json.RawMessage]{name: name, dir: dir, log: log, keys: keyTextCodec(), metaPath: e.path("_meta.json")}
 	e.r = r
-	defer r.closeFiles()
+	defer func() {
+		for _, j := range []*journal{r.results, r.errors} {
+			if j != nil && j.f != nil {
+				j.f.Close()
+			}
+		}
+	}()
 	o := defaultOptions()
 	o.logger = log
 	// Journals are opened only if they exist: a change must not create them.

@@ -15,7 +15,8 @@ type options struct {
 	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
-	params      any // WithParams (runs.go)
+	params      any        // WithParams (runs.go)
+	ext         extOptions // pipelines, in-flight tracking, WithDisabled, the cache
 
 	// Seams for fault-injection tests; nil in real use.
 	wrapFile func(appendFile) appendFile         // wraps each journal's file

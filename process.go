@@ -227,8 +227,12 @@ func (r *Runner[K, T]) process(ctx context.Context, save outcomeSaver[K], items 
 	var wg sync.WaitGroup
 	for range cfg.workers {
 		wg.Go(func() {
+			fl := r.processSlot() // in-flight tracking; nil when off
+			defer fl.release()
 			for j := range jobs {
+				r.begin(fl, j.key)
 				p.do(j)
+				fl.end()
 			}
 		})
 	}

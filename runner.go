@@ -63,6 +63,8 @@ type Runner[K comparable, T any] struct {
 
 	bufs  sync.Pool // *[]byte, for building errors lines
 	lines sync.Pool // *lineBuilder, for building results lines
+
+	ext runnerExt[K] // in-flight tracking, WithDisabled (inflight.go, disabled.go)
 }
 
 // slot is the per-key state, packed in one word to keep resume memory small:
@@ -121,6 +123,10 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	tempDir, err := o.useTempDir() // WithDisabled
+	if err != nil {
+		return nil, err
+	}
 	if err := makeDir(o.dir); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -136,8 +142,10 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		metaPath:    filepath.Join(o.dir, name+"_meta.json"),
 		rename:      o.rename,
 	}
-	r.lock, err = lockFile(filepath.Join(o.dir, name+".lock"))
+	r.ext.tempDir = tempDir
+	r.lock, err = r.lockFor(&o)
 	if err != nil {
+		r.closeExt()
 		if errors.Is(err, ErrLocked) {
 			return nil, fmt.Errorf("checkpoint: open %q in %s: %w", name, o.dir, ErrLocked)
 		}
@@ -145,15 +153,23 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	}
 	if err := finishRenames(o.dir, name, r.log); err != nil { // of a compact, retry, forget or reset killed midway
 		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
 	if err := r.load(&o); err != nil {
 		r.closeFiles()
+		r.closeExt()
+		return nil, err
+	}
+	if err := r.openInFlight(&o); err != nil {
+		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	if err := r.startRun(&o); err != nil {
 		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	return r, nil
@@ -185,6 +201,7 @@ func (r *Runner[K, T]) dataFiles() []string {
 		r.path("_errors.jsonl.torn"),
 		r.path("_results.jsonl.corrupt"),
 		r.path("_errors.jsonl.corrupt"),
+		r.crashesPath(),
 	}
 }
 
@@ -200,8 +217,10 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
 		var c cursor
+		fl := r.iterateSlot() // nil unless WithInFlightIterate
+		defer fl.release()
 		for _, item := range items {
-			if r.pending(keyFn(item), &c) && !yield(item) {
+			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}
@@ -215,9 +234,11 @@ func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T
 	return func(yield func(T) bool) {
 		r.total.Store(0)
 		var c cursor
+		fl := r.iterateSlot() // nil unless WithInFlightIterate
+		defer fl.release()
 		for item := range items {
 			r.total.Add(1)
-			if r.pending(keyFn(item), &c) && !yield(item) {
+			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}
@@ -243,7 +264,7 @@ func (r *Runner[K, T]) pending(k K, c *cursor) bool {
 	case s.done():
 		return false
 	default:
-		return r.maxAttempts == 0 || s.attempts() < r.maxAttempts
+		return (r.maxAttempts == 0 || s.attempts() < r.maxAttempts) && !r.givenUp(k)
 	}
 }
 
@@ -299,6 +320,7 @@ func (r *Runner[K, T]) Clear() error {
 		}
 	}
 	r.index.reset(0)
+	r.forgetCrashes()
 	r.completed, r.failed = 0, 0
 	r.total.Store(0)
 	r.startedAt = time.Now()
@@ -328,7 +350,7 @@ func (r *Runner[K, T]) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
-	return errors.Join(err, r.closeFiles())
+	return errors.Join(err, r.closeFiles(), r.closeExt())
 }
 
 func (r *Runner[K, T]) closeFiles() error {

@@ -103,6 +103,9 @@ func subcommands() []func(*env) *cobra.Command {
 		newForgetCmd,
 		newCompactCmd,
 		newResetCmd,
+		newWatchCmd,
+		newCompareCmd,
+		newRunsCmd,
 		newServeCmd,
 	}
 }
