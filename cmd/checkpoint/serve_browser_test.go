@@ -294,7 +294,7 @@ func TestServeBrowser(t *testing.T) {
 	want := map[string]string{
 		"Only in eval-a": "5", "Only in eval-b": "5", "In both": "95",
 		"Completed in eval-a, failed in eval-b": "0", "Failed in eval-a, completed in eval-b": "5",
-		"Same result": "77", "Different result": "8",
+		"Failed in both": "5", "Same result": "77", "Different result": "8",
 	}
 	for k, v := range want {
 		if keys[k] != v {

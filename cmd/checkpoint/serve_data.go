@@ -158,17 +158,17 @@ type compareValue struct {
 }
 
 type keyComparison struct {
-	OnlyA          int               `json:"only_a"`
-	OnlyB          int               `json:"only_b"`
-	Both           int               `json:"both"`
-	DoneAFailedB   int               `json:"completed_a_failed_b"`
-	FailedADoneB   int               `json:"failed_a_completed_b"`
-	Equal          int               `json:"equal"`
-	Different      int               `json:"different"`
-	Fields         []fieldDiff       `json:"fields"`
-	ExamplesOnlyA  []json.RawMessage `json:"examples_only_a"`
-	ExamplesOnlyB  []json.RawMessage `json:"examples_only_b"`
-	ExamplesDiffer []keyDiff         `json:"examples_differ"`
+	OnlyA         int         `json:"only_a"`
+	OnlyB         int         `json:"only_b"`
+	Both          int         `json:"both"`
+	DoneAFailedB  int         `json:"completed_a_failed_b"`
+	FailedADoneB  int         `json:"failed_a_completed_b"`
+	FailedBoth    int         `json:"failed_in_both"`
+	Equal         int         `json:"equal"`
+	Different     int         `json:"different"`
+	Fields        []fieldDiff `json:"fields"`
+	ExamplesOnlyA []string    `json:"examples_only_a"`
+	ExamplesOnlyB []string    `json:"examples_only_b"`
 }
 
 type fieldDiff struct {
@@ -178,7 +178,7 @@ type fieldDiff struct {
 }
 
 type keyDiff struct {
-	Key json.RawMessage `json:"key"`
+	Key string          `json:"key"`
 	A   json.RawMessage `json:"a"`
 	B   json.RawMessage `json:"b"`
 }
