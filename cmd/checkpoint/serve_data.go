@@ -37,7 +37,7 @@ var errNotFound = errors.New("no such checkpoint")
 // the meta file, refreshed by a running job about once a second.
 type experimentRow struct {
 	Name        string             `json:"name"`
-	Kind        string             `json:"kind"`   // checkpoint (flows and pipelines when they exist)
+	Kind        string             `json:"kind"`   // checkpoint, flow or pipeline
 	Status      string             `json:"status"` // running, finished, failed, stopped, crashed
 	Running     bool               `json:"running"`
 	Completed   int64              `json:"completed"`
@@ -91,11 +91,17 @@ type metricPoint struct {
 	Value float64   `json:"v"`
 }
 
+// stepInfo is a step of a flow (Attempts, Error) or of a pipeline
+// (counts of its checkpoint).
 type stepInfo struct {
 	Name     string  `json:"name"`
 	Status   string  `json:"status"`
 	Seconds  float64 `json:"seconds"`
 	Complete int64   `json:"completed"`
+	Failed   int64   `json:"failed"`
+	Total    int64   `json:"total"`
+	Attempts int     `json:"attempts,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // A failureGroup is the failures whose messages differ only in numbers, hex

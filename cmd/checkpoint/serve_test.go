@@ -454,3 +454,70 @@ func TestServeWhileJobsCrash(t *testing.T) {
 	r.Close()
 	ask("after repair", 5)
 }
+
+// TestServeFlowsAndPipelines: a flow made by NewFlow and a pipeline made by
+// OpenPipeline show as rows of their kind, with their steps.
+func TestServeFlowsAndPipelines(t *testing.T) {
+	dir := t.TempDir()
+	type state struct{ N int }
+	f, err := checkpoint.NewFlow[state]("prep", checkpoint.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Step("fetch", func(ctx context.Context, s *state) error { s.N = 3; return nil })
+	f.Step("clean", func(ctx context.Context, s *state) error { return errors.New("bad row 7") })
+	f.Step("train", func(ctx context.Context, s *state) error { return nil })
+	if _, err := f.Run(context.Background(), state{}); err == nil {
+		t.Fatal("the failing step did not fail the run")
+	}
+	f.Close()
+
+	p, err := checkpoint.OpenPipeline[int]("eval", checkpoint.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := checkpoint.PipelineStep[int, int](p, "generate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range gen.Iterate([]int{1, 2, 3, 4}, func(i int) int { return i }) {
+	}
+	for i := range 3 {
+		gen.SaveResult(i+1, map[string]int{"v": i})
+	}
+	gen.SaveError(4, errors.New("timeout"))
+	if _, err := checkpoint.PipelineStep[int, int](p, "judge"); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+
+	srv := newTestServer(t, dir, serveOptions{loopback: true})
+	var rows []experimentRow
+	_, body := getURL(t, srv.URL+"/api/experiments")
+	if err := json.Unmarshal([]byte(body), &rows); err != nil {
+		t.Fatal(err, body)
+	}
+	kinds := map[string]string{}
+	for _, r := range rows {
+		kinds[r.Name] = r.Kind + " " + r.Status
+	}
+	if kinds["prep"] != "flow failed" || !strings.HasPrefix(kinds["eval"], "pipeline ") || kinds["eval.generate"] != "checkpoint failed" {
+		t.Errorf("rows: %v", kinds)
+	}
+	var d experimentDetail
+	_, body = getURL(t, srv.URL+"/api/experiments/prep")
+	json.Unmarshal([]byte(body), &d)
+	got := fmt.Sprint(d.Steps)
+	if len(d.Steps) != 3 || d.Steps[0].Status != "done" || d.Steps[1].Status != "failed" || d.Steps[1].Error == "" || d.Steps[2].Status != "pending" {
+		t.Errorf("flow steps %s", got)
+	}
+	d = experimentDetail{}
+	_, body = getURL(t, srv.URL+"/api/experiments/eval")
+	json.Unmarshal([]byte(body), &d)
+	if len(d.Steps) != 2 || d.Steps[0].Name != "generate" || d.Steps[0].Complete != 3 || d.Steps[0].Failed != 1 || d.Steps[0].Total != 4 {
+		t.Errorf("pipeline steps %+v (%s)", d.Steps, body)
+	}
+	if code, _ := getURL(t, srv.URL+"/api/experiments/prep/failures"); code != 200 {
+		t.Errorf("a flow's failures: %d", code)
+	}
+}

@@ -37,6 +37,8 @@ export function experimentView(main, ctx, name) {
   ctx.poll(refresh, 1000);
   loadFailures(failures, base).catch((e) => ctx.error(e));
   resultsTable(results, base, ctx);
+  // Flows and pipelines keep no results of their own: their steps do.
+  get(base).then((d) => { if (d.kind !== 'checkpoint') { failures.hidden = true; results.hidden = true; } }).catch(() => {});
 }
 
 function renderSummary(el, d) {
@@ -105,9 +107,16 @@ function renderRuns(el, d) {
 function renderSteps(el, d) {
   el.hidden = !d.steps?.length;
   if (el.hidden) return;
-  put(el, h('h2', { id: 'h-steps' }, 'Steps'), h('table', { class: 'grid-table' },
-    h('thead', {}, h('tr', {}, ['Step', 'Status', 'Completed', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, d.steps.map((st) => h('tr', {}, h('td', {}, st.name), h('td', {}, h('span', { class: `badge ${st.status}` }, st.status)), h('td', { class: 'num' }, fmtInt(st.completed)), h('td', { class: 'num' }, fmtDuration(st.seconds)))))));
+  const flow = d.kind === 'flow';
+  const cols = flow ? ['Step', 'Status', 'Attempts', 'Duration', 'Error'] : ['Step', 'Status', 'Completed / total', 'Failed', 'Duration'];
+  put(el, h('h2', { id: 'h-steps' }, flow ? 'Steps of the flow' : 'Steps of the pipeline'), h('table', { class: 'grid-table', id: 'steps' },
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, d.steps.map((st) => h('tr', {},
+      h('td', {}, flow ? st.name : h('a', { href: `#/exp/${encodeURIComponent(d.name + '.' + st.name)}` }, st.name)),
+      h('td', {}, h('span', { class: `badge ${st.status}` }, statusText(st.status))),
+      flow ? h('td', { class: 'num' }, fmtInt(st.attempts)) : h('td', { class: 'num' }, `${fmtInt(st.completed)}${st.total ? ' / ' + fmtInt(st.total) : ''}`),
+      flow ? h('td', { class: 'num' }, fmtDuration(st.seconds)) : h('td', { class: 'num' }, fmtInt(st.failed)),
+      flow ? h('td', {}, h('code', {}, st.error || '')) : h('td', { class: 'num' }, fmtDuration(st.seconds)))))));
 }
 
 async function loadFailures(el, base) {

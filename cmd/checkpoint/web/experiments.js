@@ -105,7 +105,9 @@ export function experimentsView(main, ctx) {
     const v = fieldOf(r, c.key);
     switch (c.key) {
       case 'name':
-        return h('td', {}, h('a', { href: `#/exp/${encodeURIComponent(r.name)}` }, r.name), r.note ? h('span', { class: 'note', title: r.note }, ' ⚠') : null);
+        return h('td', {}, h('a', { href: `#/exp/${encodeURIComponent(r.name)}` }, r.name),
+          r.kind !== 'checkpoint' ? h('span', { class: 'kind' }, ` ${r.kind}`) : null,
+          r.note ? h('span', { class: 'note', title: r.note }, ' ⚠') : null);
       case 'status':
         return h('td', {}, h('span', { class: `badge ${r.status}` }, statusText(r.status)), r.side_files?.length ? h('span', { class: 'note', title: r.side_files.join(', ') }, ' side files') : null);
       case 'completed': {
