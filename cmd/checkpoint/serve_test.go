@@ -459,38 +459,7 @@ func TestServeWhileJobsCrash(t *testing.T) {
 // OpenPipeline show as rows of their kind, with their steps.
 func TestServeFlowsAndPipelines(t *testing.T) {
 	dir := t.TempDir()
-	type state struct{ N int }
-	f, err := checkpoint.NewFlow[state]("prep", checkpoint.WithDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Step("fetch", func(ctx context.Context, s *state) error { s.N = 3; return nil })
-	f.Step("clean", func(ctx context.Context, s *state) error { return errors.New("bad row 7") })
-	f.Step("train", func(ctx context.Context, s *state) error { return nil })
-	if _, err := f.Run(context.Background(), state{}); err == nil {
-		t.Fatal("the failing step did not fail the run")
-	}
-	f.Close()
-
-	p, err := checkpoint.OpenPipeline[int]("eval", checkpoint.WithDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, err := checkpoint.PipelineStep[int, int](p, "generate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range gen.Iterate([]int{1, 2, 3, 4}, func(i int) int { return i }) {
-	}
-	for i := range 3 {
-		gen.SaveResult(i+1, map[string]int{"v": i})
-	}
-	gen.SaveError(4, errors.New("timeout"))
-	if _, err := checkpoint.PipelineStep[int, int](p, "judge"); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-
+	makeStepsFixture(t, dir)
 	srv := newTestServer(t, dir, serveOptions{loopback: true})
 	var rows []experimentRow
 	_, body := getURL(t, srv.URL+"/api/experiments")
