@@ -38,7 +38,7 @@ var errNotFound = errors.New("no such checkpoint")
 type experimentRow struct {
 	Name        string             `json:"name"`
 	Kind        string             `json:"kind"`   // checkpoint, flow or pipeline
-	Status      string             `json:"status"` // running, finished, failed, stopped, crashed
+	Status      string             `json:"status"` // running, finished, failed (items), stopped, crashed, empty; unreadable
 	Running     bool               `json:"running"`
 	Completed   int64              `json:"completed"`
 	Failed      int64              `json:"failed"`

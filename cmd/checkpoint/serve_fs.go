@@ -392,6 +392,8 @@ func statusOf(r experimentRow, crashed bool) string {
 		return "failed"
 	case r.Total > 0 && r.Completed < r.Total:
 		return "stopped"
+	case r.Completed == 0 && r.Total == 0:
+		return "empty" // opened, nothing saved yet
 	}
 	return "finished"
 }
