@@ -207,11 +207,11 @@ func edit(dir, name string, change func(*editor) error) error {
 // that is not there.
 func (e *editor) keyExamples() string {
 	var ex []string
-	for _, en := range e.r.index.entries {
+	for k := range e.r.index.all {
 		if len(ex) == 3 {
 			break
 		}
-		ex = append(ex, fmt.Sprintf("%q", en.key))
+		ex = append(ex, fmt.Sprintf("%q", k))
 	}
 	if len(ex) == 0 {
 		return " (it has no keys)"

@@ -138,9 +138,9 @@ func (r *Runner[K, T]) AllErrors() []Failure[K] {
 	}
 	gen := r.gen
 	entries := make([]entry, 0, r.failed)
-	for _, e := range r.index.entries {
-		if !e.s.done() {
-			entries = append(entries, entry{e.key, e.s})
+	for k, s := range r.index.all {
+		if !s.done() {
+			entries = append(entries, entry{k, s})
 		}
 	}
 	r.mu.RUnlock()

@@ -60,6 +60,9 @@ type Runner[K comparable, T any] struct {
 
 	metaMu      sync.Mutex
 	metaWritten time.Time
+	metaDue     atomic.Int64   // unix ns after which a save rewrites the meta
+	metaBusy    atomic.Bool    // a background meta writer is under way
+	metaWriters sync.WaitGroup // background meta writers, which Close waits for
 
 	bufs  sync.Pool // *[]byte, for building errors lines
 	lines sync.Pool // *lineBuilder, for building results lines
@@ -288,6 +291,13 @@ func (r *Runner[K, T]) Progress() (completed, total int) {
 // Err returns the first error an iterator (Iterate, IterateSeq, AllResults)
 // or AllErrors met, or nil. Iterators stop at an error; check Err after the
 // loop, as with bufio.Scanner.
+//
+// Like bufio.Scanner's, the error is kept: it is the first one since Open,
+// is never reset, and a later loop does not clear it. A Runner is one job's
+// checkpoint, so an error in any of its loops means the job's view of it was
+// incomplete; a new Runner (Close, then Open) starts without one. With
+// loops on several goroutines, the first error of any of them is the one
+// reported.
 func (r *Runner[K, T]) Err() error {
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
@@ -349,6 +359,7 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.metaWriters.Wait()
 	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
 	return errors.Join(err, r.closeFiles(), r.closeExt())
 }
