@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type Runner[K comparable, T any] struct {
 	metaPath    string
 	rename      func(oldpath, newpath string) error // os.Rename but in fault tests
 	run         *runLog                             // this run in NAME_runs.jsonl (runs.go)
+	backend     *remote                             // set by WithBackend: see backend_runner.go
 
 	mu        sync.RWMutex
 	closed    bool
@@ -125,6 +127,9 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	}
 	if o.logger == nil {
 		o.logger = slog.Default()
+	}
+	if o.backend != nil {
+		return openRemote[K, T](name, &o, keys)
 	}
 	tempDir, err := o.useTempDir() // WithDisabled
 	if err != nil {
@@ -217,6 +222,9 @@ func (r *Runner[K, T]) dataFiles() []string {
 // If the runner is closed the iterator yields nothing and Err reports
 // ErrClosed.
 func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(slices.Values(items), keyFn, len(items))
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
 		var c cursor
@@ -234,6 +242,9 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 // so its memory does not depend on the input's size. Progress's total counts
 // the items seen so far.
 func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(items, keyFn, -1)
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(0)
 		var c cursor
@@ -316,6 +327,9 @@ func (r *Runner[K, T]) setErr(err error) {
 // meta. The runner stays open and usable, as if freshly created. Streams
 // from AllResults that are under way stop.
 func (r *Runner[K, T]) Clear() error {
+	if r.backend != nil {
+		return r.remoteClear()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.Lock()
@@ -347,6 +361,9 @@ func (r *Runner[K, T]) Clear() error {
 // closes the files and releases the checkpoint for the next Runner. Methods
 // called afterwards return ErrClosed, as does a second Close.
 func (r *Runner[K, T]) Close() error {
+	if r.backend != nil {
+		return r.remoteClose()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.RLock()
