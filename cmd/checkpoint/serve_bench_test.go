@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,4 +106,44 @@ func statusBaseline(dir string, src *fsSource) func(name string) {
 		}
 	}
 	return func(name string) { src.makeRow(name) }
+}
+
+// BenchmarkServeResultsPage reads a page of 50 results at the start, the
+// middle and the end of a 1-million-line results file, and reports the
+// last page's time over the first's: a cursor is a byte offset, so the
+// ratio stays near 1 whatever the file's size.
+//
+//	go test -run '^$' -bench ServeResultsPage ./cmd/checkpoint
+func BenchmarkServeResultsPage(b *testing.B) {
+	const lines = 1_000_000
+	dir := b.TempDir()
+	writeHistory(b, dir, "big", lines)
+	src, err := newFSSource(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	fi, err := os.Stat(filepath.Join(dir, "big"+resultsSuffix))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	page := func(at int64) time.Duration {
+		t0 := time.Now()
+		p, err := src.Results(ctx, "big", resultsQuery{Cursor: at, Limit: 50})
+		if err != nil || len(p.Items) == 0 {
+			b.Fatalf("page at %d: %d items, %v", at, len(p.Items), err)
+		}
+		return time.Since(t0)
+	}
+	var first, middle, last time.Duration
+	for b.Loop() {
+		first += page(0)
+		middle += page(fi.Size() / 2)
+		last += page(fi.Size() - 8<<10)
+	}
+	b.ReportMetric(float64(first.Microseconds())/float64(b.N), "first-µs/op")
+	b.ReportMetric(float64(last.Microseconds())/float64(b.N), "last-µs/op")
+	b.ReportMetric(float64(last)/float64(first), "last/first-ratio")
+	b.ReportMetric(float64(fi.Size()>>20), "file-MB")
 }

@@ -130,6 +130,14 @@ func eval[T any](b *browser, expr string) T {
 	return v
 }
 
+// click clicks the element in one step of the page's own thread: rows of
+// the live table are redrawn every second, so a node found by one protocol
+// call may be gone by the next.
+func (b *browser) click(sel string) {
+	b.t.Helper()
+	b.wait("to click "+sel, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.focus(); e.click(); return true })()`, sel))
+}
+
 // clear empties an input as a user would (select all, delete), so that
 // its input event fires.
 func (b *browser) clear(sel string) {
@@ -159,6 +167,7 @@ func (b *browser) consoleProblems() []string {
 func TestServeBrowser(t *testing.T) {
 	dir := t.TempDir()
 	makeFixture(t, dir)
+	makeStepsFixture(t, dir)
 	job := buildServeJob(t)
 	startJob(t, job, dir, "live", "-n", "20000", "-every", "25ms")
 
@@ -174,9 +183,9 @@ func TestServeBrowser(t *testing.T) {
 
 	// Experiments: one row per checkpoint, the Python sample's numbers.
 	b.do("open the Experiments view", chromedp.Navigate(srv.URL+"/"))
-	b.wait("the table", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 6`)
+	b.wait("the table", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 10`)
 	names := eval[[]string](b, `[...document.querySelectorAll('#experiments tbody tr[data-name]')].map(r => r.dataset.name)`)
-	if got := strings.Join(names, ","); got != "eval-a,eval-b,history,live,sample,xss" {
+	if got := strings.Join(names, ","); got != "eval,eval-a,eval-b,eval.generate,eval.judge,history,live,prep,sample,xss" {
 		t.Fatalf("rows %s", got)
 	}
 	sample := eval[string](b, `document.querySelector('tr[data-name="sample"]').innerText`)
@@ -218,8 +227,8 @@ func TestServeBrowser(t *testing.T) {
 	t.Logf("live count rose from %d to %d without a reload", before, count())
 
 	// Sort by a column, then back.
-	b.do("sort by failed", chromedp.Click(chromedp.CSS(`th[data-key="failed"] button`)))
-	b.do("sort by failed, descending", chromedp.Click(chromedp.CSS(`th[data-key="failed"] button`)))
+	b.click(`th[data-key="failed"] button`)
+	b.click(`th[data-key="failed"] button`)
 	b.wait("descending sort", `document.querySelector('th[data-key="failed"]').getAttribute('aria-sort') === 'descending'`)
 	first := eval[string](b, `document.querySelector('#experiments tbody tr').dataset.name`)
 	if first != "history" && first != "live" { // history has 65 failures; live grows
@@ -229,7 +238,7 @@ func TestServeBrowser(t *testing.T) {
 
 	// Filters: text, then a condition.
 	b.do("filter by text", chromedp.SendKeys(chromedp.CSS("#filter-text"), "eval"))
-	b.wait("two eval rows", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 2`)
+	b.wait("the eval rows", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 5`)
 	b.clear("#filter-text")
 	for _, cond := range []string{"model = gpt-4o", "accuracy > 0.9", "failed > 5, total = 100, prompt = v2"} {
 		b.clear("#filter-cond")
@@ -238,10 +247,10 @@ func TestServeBrowser(t *testing.T) {
 	}
 	b.screenshot("experiments-filtered.png")
 	b.clear("#filter-cond")
-	b.wait("all rows back", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 6`)
+	b.wait("all rows back", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 10`)
 
 	// One experiment: a chart drawn with data, failures, results.
-	b.do("open history", chromedp.Click(chromedp.CSS(`tr[data-name="history"] a`)))
+	b.click(`tr[data-name="history"] a`)
 	b.wait("the progress chart", `document.querySelectorAll('figure.chart svg .series polyline').length >= 2`)
 	pts := eval[int](b, `Math.max(...[...document.querySelectorAll('figure.chart svg .series polyline')].map(p => p.points.length))`)
 	if pts < 10 {
@@ -250,19 +259,26 @@ func TestServeBrowser(t *testing.T) {
 	b.wait("failure groups", `document.querySelectorAll('#failure-groups tbody tr').length === 1`)
 	b.wait("results", `document.querySelectorAll('#results tbody tr').length === 25`)
 	b.screenshot("experiment.png")
-	b.do("show a group's keys", chromedp.Click(chromedp.CSS(`#failure-groups tbody button`)))
+	b.click(`#failure-groups tbody button`)
 	b.wait("the group's keys", `document.querySelectorAll('#failure-detail tbody tr').length === 65`)
 	if f := eval[string](b, `document.activeElement.id`); f != "failure-detail-title" {
 		t.Errorf("focus after opening a group is on %q", f)
 	}
 	firstKey := eval[string](b, `document.querySelector('#results tbody td.key').textContent`)
-	b.do("next page", chromedp.Click(chromedp.CSS(`#results-next`)))
+	b.click(`#results-next`)
 	b.wait("page 2", `document.querySelector('#results-info').textContent.startsWith('Page 2')`)
 	if k := eval[string](b, `document.querySelector('#results tbody td.key').textContent`); k == firstKey {
 		t.Errorf("page 2 starts with the same key %s", k)
 	}
 	b.do("search", chromedp.SendKeys(chromedp.CSS("#results-search"), `"A3"`), chromedp.Click(chromedp.CSS(`#results-search + button, form[role=search] button`)))
 	b.wait("search results", `document.querySelector('#results-info').textContent.startsWith('Page 1') && [...document.querySelectorAll('#results tbody pre')].every(p => p.textContent.includes('"A3"'))`)
+
+	// A flow's steps.
+	b.do("open the flow", chromedp.Navigate(srv.URL+"/#/exp/prep"))
+	b.wait("the flow's steps", `document.querySelectorAll('#steps tbody tr').length === 3 && document.querySelectorAll('#steps tbody tr')[1].innerText.includes('failed')`)
+	b.screenshot("flow.png")
+	b.do("open the pipeline", chromedp.Navigate(srv.URL+"/#/exp/eval"))
+	b.wait("the pipeline's steps", `document.querySelectorAll('#steps tbody tr').length === 2 && document.querySelector('#steps tbody tr').innerText.includes('3 / 4')`)
 
 	// Metrics and run history of a library-made checkpoint.
 	b.do("open eval-a", chromedp.Navigate(srv.URL+"/#/exp/eval-a"))
@@ -283,18 +299,17 @@ func TestServeBrowser(t *testing.T) {
 
 	// Compare two experiments.
 	b.do("back to Experiments", chromedp.Navigate(srv.URL+"/#/"))
-	b.wait("the table", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 6`)
-	b.do("select eval-a and eval-b",
-		chromedp.Click(chromedp.CSS(`tr[data-name="eval-a"] input[type=checkbox]`)),
-		chromedp.Click(chromedp.CSS(`tr[data-name="eval-b"] input[type=checkbox]`)))
+	b.wait("the table", `document.querySelectorAll('#experiments tbody tr[data-name]').length === 10`)
+	b.click(`tr[data-name="eval-a"] input[type=checkbox]`)
+	b.click(`tr[data-name="eval-b"] input[type=checkbox]`)
 	b.wait("compare enabled", `!document.querySelector('#compare-selected').disabled`)
-	b.do("compare", chromedp.Click(chromedp.CSS(`#compare-selected`)))
+	b.click(`#compare-selected`)
 	b.wait("the key comparison", `!!document.querySelector('#compare-keys')`)
 	keys := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('#compare-keys tbody tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent]))`)
 	want := map[string]string{
 		"Only in eval-a": "5", "Only in eval-b": "5", "In both": "95",
 		"Completed in eval-a, failed in eval-b": "0", "Failed in eval-a, completed in eval-b": "5",
-		"Same result": "77", "Different result": "8",
+		"Failed in both": "5", "Same result": "77", "Different result": "8",
 	}
 	for k, v := range want {
 		if keys[k] != v {

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"reflect"
 	"slices"
 
@@ -16,10 +13,7 @@ import (
 // the key-level part here holds both sides' latest results in memory and so
 // only runs on journals up to compareCap bytes.
 
-const (
-	compareCap  = 16 << 20
-	maxExamples = 5
-)
+const maxExamples = 5
 
 func (s *fsSource) Compare(ctx context.Context, names []string) (comparison, error) {
 	c := comparison{Names: names, Params: []compareValue{}, Metrics: []compareValue{}}
@@ -106,157 +100,27 @@ func compareMaps(rows []experimentRow, get func(experimentRow) map[string]any, d
 	return out
 }
 
-type outcome struct {
-	result json.RawMessage // nil when failed
-	failed bool
-}
-
-func (s *fsSource) outcomes(ctx context.Context, name string) (map[string]outcome, []string, error) {
-	m := map[string]outcome{}
-	var order []string
-	for _, suf := range []string{resultsSuffix, errorsSuffix} {
-		f, err := s.root.Open(name + suf)
-		if err != nil {
-			continue
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		if fi.Size() > compareCap {
-			f.Close()
-			return nil, nil, fmt.Errorf("key comparison skipped: %s is %d MB, over the %d MB this view compares in memory (the library's streaming Compare lifts this)", name+suf, fi.Size()>>20, compareCap>>20)
-		}
-		isErr := suf == errorsSuffix
-		readLines(f, 0, fi.Size(), make([]byte, pageBlock), func(_ int64, line []byte) bool {
-			var r struct {
-				Key    json.RawMessage `json:"key"`
-				Result json.RawMessage `json:"result"`
-			}
-			if json.Unmarshal(line, &r) != nil || r.Key == nil {
-				return ctx.Err() == nil
-			}
-			k := string(r.Key)
-			prev, seen := m[k]
-			if !seen {
-				order = append(order, k)
-			}
-			if isErr {
-				// The errors journal keeps failures of keys that later
-				// succeeded: a result wins.
-				if !seen || prev.failed {
-					m[k] = outcome{failed: true}
-				}
-			} else {
-				m[k] = outcome{result: r.Result}
-			}
-			return ctx.Err() == nil
-		})
-		f.Close()
-	}
-	return m, order, ctx.Err()
-}
-
+// compareKeys is the library's streaming Compare of the first two, in the
+// shape the page shows.
 func (s *fsSource) compareKeys(ctx context.Context, a, b string) (*keyComparison, error) {
-	ma, orderA, err := s.outcomes(ctx, a)
+	c, err := checkpoint.Compare(ctx, checkpoint.Ref{Dir: s.dir, Name: a}, checkpoint.Ref{Dir: s.dir, Name: b}, checkpoint.WithExamples(maxExamples))
 	if err != nil {
 		return nil, err
 	}
-	mb, orderB, err := s.outcomes(ctx, b)
-	if err != nil {
-		return nil, err
+	k := &keyComparison{
+		OnlyA: c.OnlyA.Count, OnlyB: c.OnlyB.Count, Both: c.Both,
+		DoneAFailedB: c.FailedOnlyInB.Count, FailedADoneB: c.FailedOnlyInA.Count, FailedBoth: c.FailedInBoth.Count,
+		Equal: c.Equal, Different: c.Different,
+		Fields:        []fieldDiff{},
+		ExamplesOnlyA: append([]string{}, c.OnlyA.Examples...),
+		ExamplesOnlyB: append([]string{}, c.OnlyB.Examples...),
 	}
-	k := &keyComparison{Fields: []fieldDiff{}, ExamplesOnlyA: []json.RawMessage{}, ExamplesOnlyB: []json.RawMessage{}, ExamplesDiffer: []keyDiff{}}
-	fields := map[string]*fieldDiff{}
-	for _, key := range orderA {
-		oa := ma[key]
-		ob, ok := mb[key]
-		if !ok {
-			k.OnlyA++
-			if len(k.ExamplesOnlyA) < maxExamples {
-				k.ExamplesOnlyA = append(k.ExamplesOnlyA, json.RawMessage(key))
-			}
-			continue
+	for _, f := range c.Fields {
+		fd := fieldDiff{Field: f.Field, Count: f.Count, Examples: []keyDiff{}}
+		for _, e := range f.Examples {
+			fd.Examples = append(fd.Examples, keyDiff{Key: e.Key, A: e.A, B: e.B})
 		}
-		k.Both++
-		switch {
-		case !oa.failed && ob.failed:
-			k.DoneAFailedB++
-		case oa.failed && !ob.failed:
-			k.FailedADoneB++
-		case !oa.failed && !ob.failed:
-			if jsonEqual(oa.result, ob.result) {
-				k.Equal++
-				continue
-			}
-			k.Different++
-			if len(k.ExamplesDiffer) < maxExamples {
-				k.ExamplesDiffer = append(k.ExamplesDiffer, keyDiff{Key: json.RawMessage(key), A: oa.result, B: ob.result})
-			}
-			var fa, fb map[string]json.RawMessage
-			if json.Unmarshal(oa.result, &fa) == nil && json.Unmarshal(ob.result, &fb) == nil {
-				for _, name := range unionKeys(fa, fb) {
-					va, vb := fa[name], fb[name]
-					if jsonEqual(va, vb) {
-						continue
-					}
-					fd := fields[name]
-					if fd == nil {
-						fd = &fieldDiff{Field: name, Examples: []keyDiff{}}
-						fields[name] = fd
-					}
-					fd.Count++
-					if len(fd.Examples) < maxExamples {
-						fd.Examples = append(fd.Examples, keyDiff{Key: json.RawMessage(key), A: va, B: vb})
-					}
-				}
-			}
-		}
+		k.Fields = append(k.Fields, fd)
 	}
-	for _, key := range orderB {
-		if _, ok := ma[key]; !ok {
-			k.OnlyB++
-			if len(k.ExamplesOnlyB) < maxExamples {
-				k.ExamplesOnlyB = append(k.ExamplesOnlyB, json.RawMessage(key))
-			}
-		}
-	}
-	for _, fd := range fields {
-		k.Fields = append(k.Fields, *fd)
-	}
-	slices.SortFunc(k.Fields, func(x, y fieldDiff) int {
-		if x.Count != y.Count {
-			return y.Count - x.Count
-		}
-		return bytes.Compare([]byte(x.Field), []byte(y.Field))
-	})
 	return k, nil
-}
-
-func unionKeys(a, b map[string]json.RawMessage) []string {
-	var out []string
-	for k := range a {
-		out = append(out, k)
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// jsonEqual compares two JSON values by meaning, not spelling (Python
-// writes ", " where Go writes ",").
-func jsonEqual(a, b json.RawMessage) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	var va, vb any
-	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
-		return false
-	}
-	return reflect.DeepEqual(va, vb)
 }

@@ -37,8 +37,8 @@ var errNotFound = errors.New("no such checkpoint")
 // the meta file, refreshed by a running job about once a second.
 type experimentRow struct {
 	Name        string             `json:"name"`
-	Kind        string             `json:"kind"`   // checkpoint (flows and pipelines when they exist)
-	Status      string             `json:"status"` // running, finished, failed, stopped, crashed
+	Kind        string             `json:"kind"`   // checkpoint, flow or pipeline
+	Status      string             `json:"status"` // running, finished, failed (items), stopped, crashed, empty; unreadable
 	Running     bool               `json:"running"`
 	Completed   int64              `json:"completed"`
 	Failed      int64              `json:"failed"`
@@ -91,11 +91,17 @@ type metricPoint struct {
 	Value float64   `json:"v"`
 }
 
+// stepInfo is a step of a flow (Attempts, Error) or of a pipeline
+// (counts of its checkpoint).
 type stepInfo struct {
 	Name     string  `json:"name"`
 	Status   string  `json:"status"`
 	Seconds  float64 `json:"seconds"`
 	Complete int64   `json:"completed"`
+	Failed   int64   `json:"failed"`
+	Total    int64   `json:"total"`
+	Attempts int     `json:"attempts,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // A failureGroup is the failures whose messages differ only in numbers, hex
@@ -158,17 +164,17 @@ type compareValue struct {
 }
 
 type keyComparison struct {
-	OnlyA          int               `json:"only_a"`
-	OnlyB          int               `json:"only_b"`
-	Both           int               `json:"both"`
-	DoneAFailedB   int               `json:"completed_a_failed_b"`
-	FailedADoneB   int               `json:"failed_a_completed_b"`
-	Equal          int               `json:"equal"`
-	Different      int               `json:"different"`
-	Fields         []fieldDiff       `json:"fields"`
-	ExamplesOnlyA  []json.RawMessage `json:"examples_only_a"`
-	ExamplesOnlyB  []json.RawMessage `json:"examples_only_b"`
-	ExamplesDiffer []keyDiff         `json:"examples_differ"`
+	OnlyA         int         `json:"only_a"`
+	OnlyB         int         `json:"only_b"`
+	Both          int         `json:"both"`
+	DoneAFailedB  int         `json:"completed_a_failed_b"`
+	FailedADoneB  int         `json:"failed_a_completed_b"`
+	FailedBoth    int         `json:"failed_in_both"`
+	Equal         int         `json:"equal"`
+	Different     int         `json:"different"`
+	Fields        []fieldDiff `json:"fields"`
+	ExamplesOnlyA []string    `json:"examples_only_a"`
+	ExamplesOnlyB []string    `json:"examples_only_b"`
 }
 
 type fieldDiff struct {
@@ -178,7 +184,7 @@ type fieldDiff struct {
 }
 
 type keyDiff struct {
-	Key json.RawMessage `json:"key"`
+	Key string          `json:"key"`
 	A   json.RawMessage `json:"a"`
 	B   json.RawMessage `json:"b"`
 }

@@ -19,6 +19,9 @@ func (s *fsSource) latestFailures(ctx context.Context, name string, fn func(chec
 	if err := s.exists(name); err != nil {
 		return err
 	}
+	if s.kindOf(name) != "checkpoint" {
+		return nil // a flow's or pipeline's failures are its steps'
+	}
 	if s.large(name) {
 		fs, err := s.errorsOnlyFailures(ctx, name)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -207,4 +208,42 @@ func startJob(t testing.TB, bin, dir, name string, args ...string) *exec.Cmd {
 		t.Fatal("servejob did not start saving within 30s")
 	}
 	return cmd
+}
+
+// makeStepsFixture makes a flow "prep" (fetch done, clean failed, train
+// pending) and a pipeline "eval" (generate: 3 of 4 done, judge: no files).
+func makeStepsFixture(t *testing.T, dir string) {
+	t.Helper()
+	type state struct{ N int }
+	f, err := checkpoint.NewFlow[state]("prep", checkpoint.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Step("fetch", func(ctx context.Context, s *state) error { s.N = 3; return nil })
+	f.Step("clean", func(ctx context.Context, s *state) error { return errors.New("bad row 7") })
+	f.Step("train", func(ctx context.Context, s *state) error { return nil })
+	if _, err := f.Run(context.Background(), state{}); err == nil {
+		t.Fatal("the failing step did not fail the run")
+	}
+	f.Close()
+
+	p, err := checkpoint.OpenPipeline[int]("eval", checkpoint.WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := checkpoint.PipelineStep[int, int](p, "generate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range gen.Iterate([]int{1, 2, 3, 4}, func(i int) int { return i }) {
+	}
+	for i := range 3 {
+		gen.SaveResult(i+1, map[string]int{"v": i})
+	}
+	gen.SaveError(4, errors.New("timeout"))
+	if _, err := checkpoint.PipelineStep[int, int](p, "judge"); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+
 }

@@ -73,7 +73,7 @@ func (s *fsSource) names() ([]string, error) {
 		if e.IsDir() {
 			continue // reset backups (NAME.bak-*) and anything else
 		}
-		for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix} {
+		for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix, flowSuffix, pipelineSuffix} {
 			name, ok := strings.CutSuffix(e.Name(), suf)
 			if ok && validName(name) == nil && !seen[name] {
 				seen[name] = true
@@ -101,14 +101,15 @@ func validName(name string) error {
 	return nil
 }
 
-// exists reports whether name is a checkpoint of the folder.
+// exists reports whether name is a checkpoint of the folder, none of whose
+// files leads out of it.
 func (s *fsSource) exists(name string) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("%w: %v", errNotFound, err)
 	}
-	for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix} {
+	for _, suf := range []string{metaSuffix, resultsSuffix, errorsSuffix, flowSuffix, pipelineSuffix} {
 		if fi, err := s.root.Stat(name + suf); err == nil && fi.Mode().IsRegular() {
-			return nil
+			return s.contained(name)
 		}
 	}
 	return fmt.Errorf("%w: %q", errNotFound, name)
@@ -146,6 +147,12 @@ func (s *fsSource) Experiment(ctx context.Context, name string) (experimentDetai
 		return experimentDetail{}, err
 	}
 	d := experimentDetail{experimentRow: s.row(name)}
+	switch d.Kind {
+	case "flow":
+		_, d.Steps = s.flowRow(name)
+	case "pipeline":
+		_, d.Steps = s.pipelineRow(name)
+	}
 	d.Progress, d.Sampled = s.progress(name)
 	d.Runs = []runInfo{}
 	runs, err := checkpoint.ReadRuns(s.dir, name)
@@ -250,7 +257,7 @@ func (s *fsSource) contained(name string) error {
 	return nil
 }
 
-var checkpointFiles = append([]string{metaSuffix, resultsSuffix, errorsSuffix, ".lock", "_runs.jsonl", "_metrics.jsonl"}, sideSuffixes...)
+var checkpointFiles = append([]string{metaSuffix, resultsSuffix, errorsSuffix, ".lock", "_runs.jsonl", "_metrics.jsonl", flowSuffix, pipelineSuffix}, sideSuffixes...)
 
 // A cached row is reused while the checkpoint's files are unchanged, so
 // that a page polling every second costs a few stats per idle checkpoint.
@@ -304,6 +311,14 @@ func (s *fsSource) row(name string) experimentRow {
 func (s *fsSource) makeRow(name string) experimentRow {
 	if err := s.contained(name); err != nil {
 		return experimentRow{Name: name, Kind: "checkpoint", Status: "unreadable", Note: err.Error()}
+	}
+	switch s.kindOf(name) {
+	case "flow":
+		r, _ := s.flowRow(name)
+		return r
+	case "pipeline":
+		r, _ := s.pipelineRow(name)
+		return r
 	}
 	if s.large(name) {
 		r := s.quickRow(name)
@@ -377,6 +392,8 @@ func statusOf(r experimentRow, crashed bool) string {
 		return "failed"
 	case r.Total > 0 && r.Completed < r.Total:
 		return "stopped"
+	case r.Completed == 0 && r.Total == 0:
+		return "empty" // opened, nothing saved yet
 	}
 	return "finished"
 }

@@ -88,7 +88,8 @@ func (s *fsSource) Results(ctx context.Context, name string, q resultsQuery) (re
 	if stopped || next < size {
 		page.Next = next
 	}
-	if page.Next >= size {
+	if page.Next >= size || page.Next <= from {
+		// The end, or only a line being written after the cursor.
 		page.Next = -1
 	}
 	return page, ctx.Err()

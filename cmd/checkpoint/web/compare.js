@@ -62,15 +62,14 @@ export async function compareView(main, ctx, names) {
       row('In both', k.both, ''),
       row(`Completed in ${c.names[0]}, failed in ${c.names[1]}`, k.completed_a_failed_b, ''),
       row(`Failed in ${c.names[0]}, completed in ${c.names[1]}`, k.failed_a_completed_b, ''),
+      row('Failed in both', k.failed_in_both, ''),
       row('Same result', k.equal, ''),
       row('Different result', k.different, ''))));
   if (k.fields.length) {
     keys.append(h('h3', {}, 'Fields that differ'), h('table', { class: 'grid-table', id: 'compare-fields' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Field'), h('th', { scope: 'col', class: 'num' }, 'Keys'), h('th', { scope: 'col' }, 'Examples'))),
-      h('tbody', {}, k.fields.map((f) => h('tr', {}, h('th', { scope: 'row' }, f.field), h('td', { class: 'num' }, fmtInt(f.count)),
-        h('td', {}, h('ul', { class: 'examples' }, f.examples.map((e) => h('li', {}, `key ${jsonText(e.key)}: `, h('code', {}, JSON.stringify(e.a)), ' → ', h('code', {}, JSON.stringify(e.b)))))))))));
-  } else if (k.examples_differ.length) {
-    keys.append(h('h3', {}, 'Results that differ'), h('ul', { class: 'examples' }, k.examples_differ.map((e) => h('li', {}, `key ${jsonText(e.key)}: `, h('code', {}, JSON.stringify(e.a)), ' → ', h('code', {}, JSON.stringify(e.b))))));
+      h('tbody', {}, k.fields.map((f) => h('tr', {}, h('th', { scope: 'row' }, f.field || '(whole result)'), h('td', { class: 'num' }, fmtInt(f.count)),
+        h('td', {}, h('ul', { class: 'examples' }, f.examples.map((e) => h('li', {}, `key ${jsonText(e.key)}: `, h('code', {}, e.a === undefined ? '(none)' : JSON.stringify(e.a)), ' → ', h('code', {}, e.b === undefined ? '(none)' : JSON.stringify(e.b)))))))))));
   }
 }
 

@@ -97,5 +97,5 @@ export function put(el, ...children) {
 
 // statusText is what a status is called on screen.
 export function statusText(s) {
-  return { failed: 'failed items', stopped: 'stopped early' }[s] || s;
+  return { failed: 'failed items', stopped: 'stopped early', done: 'done', interrupted: 'interrupted (process died)' }[s] || s;
 }

@@ -16,7 +16,7 @@ export function experimentView(main, ctx, name) {
   put(main, 
     h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' › '),
     h('h1', { id: 'exp-title' }, name),
-    summary, charts, metrics, runs, steps, failures, results);
+    summary, steps, charts, metrics, runs, failures, results);
 
   let lastSig = '';
   async function refresh() {
@@ -37,12 +37,14 @@ export function experimentView(main, ctx, name) {
   ctx.poll(refresh, 1000);
   loadFailures(failures, base).catch((e) => ctx.error(e));
   resultsTable(results, base, ctx);
+  // Flows and pipelines keep no results of their own: their steps do.
+  get(base).then((d) => { if (d.kind !== 'checkpoint') { failures.hidden = true; results.hidden = true; } }).catch(() => {});
 }
 
 function renderSummary(el, d) {
   const done = d.completed + d.failed;
   const items = [
-    ['Status', h('span', { class: `badge ${d.status}` }, statusText(d.status))],
+    ['Status', h('span', { class: `badge ${d.status}` }, d.kind === 'checkpoint' ? statusText(d.status) : d.status)],
     ['Completed', fmtInt(d.completed) + (d.total ? ` of ${fmtInt(d.total)}` : '')],
     ['Failed', fmtInt(d.failed)],
     ['Rate (last minute)', d.running ? fmtRate(d.rate) || '0/s' : '—'],
@@ -60,6 +62,8 @@ function renderSummary(el, d) {
 }
 
 function renderCharts(el, d) {
+  el.hidden = d.kind === 'flow'; // a flow has steps, not records
+  if (el.hidden) return;
   const pts = d.progress.map((p) => ({ x: Date.parse(p.t), y: p.n }));
   put(el, 
     h('h2', { id: 'h-progress' }, 'Progress over time'),
@@ -105,9 +109,16 @@ function renderRuns(el, d) {
 function renderSteps(el, d) {
   el.hidden = !d.steps?.length;
   if (el.hidden) return;
-  put(el, h('h2', { id: 'h-steps' }, 'Steps'), h('table', { class: 'grid-table' },
-    h('thead', {}, h('tr', {}, ['Step', 'Status', 'Completed', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, d.steps.map((st) => h('tr', {}, h('td', {}, st.name), h('td', {}, h('span', { class: `badge ${st.status}` }, st.status)), h('td', { class: 'num' }, fmtInt(st.completed)), h('td', { class: 'num' }, fmtDuration(st.seconds)))))));
+  const flow = d.kind === 'flow';
+  const cols = flow ? ['Step', 'Status', 'Attempts', 'Duration', 'Error'] : ['Step', 'Status', 'Completed / total', 'Failed', 'Duration'];
+  put(el, h('h2', { id: 'h-steps' }, flow ? 'Steps of the flow' : 'Steps of the pipeline'), h('table', { class: 'grid-table', id: 'steps' },
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, d.steps.map((st) => h('tr', {},
+      h('td', {}, flow ? st.name : h('a', { href: `#/exp/${encodeURIComponent(d.name + '.' + st.name)}` }, st.name)),
+      h('td', {}, h('span', { class: `badge ${st.status}` }, flow ? st.status : statusText(st.status))),
+      flow ? h('td', { class: 'num' }, fmtInt(st.attempts)) : h('td', { class: 'num' }, `${fmtInt(st.completed)}${st.total ? ' / ' + fmtInt(st.total) : ''}`),
+      flow ? h('td', { class: 'num' }, fmtDuration(st.seconds)) : h('td', { class: 'num' }, fmtInt(st.failed)),
+      flow ? h('td', {}, h('code', {}, st.error || '')) : h('td', { class: 'num' }, fmtDuration(st.seconds)))))));
 }
 
 async function loadFailures(el, base) {

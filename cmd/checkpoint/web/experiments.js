@@ -105,9 +105,11 @@ export function experimentsView(main, ctx) {
     const v = fieldOf(r, c.key);
     switch (c.key) {
       case 'name':
-        return h('td', {}, h('a', { href: `#/exp/${encodeURIComponent(r.name)}` }, r.name), r.note ? h('span', { class: 'note', title: r.note }, ' ⚠') : null);
+        return h('td', {}, h('a', { href: `#/exp/${encodeURIComponent(r.name)}` }, r.name),
+          r.kind !== 'checkpoint' ? h('span', { class: 'kind' }, ` ${r.kind}`) : null,
+          r.note ? h('span', { class: 'note', title: r.note }, ' ⚠') : null);
       case 'status':
-        return h('td', {}, h('span', { class: `badge ${r.status}` }, statusText(r.status)), r.side_files?.length ? h('span', { class: 'note', title: r.side_files.join(', ') }, ' side files') : null);
+        return h('td', {}, h('span', { class: `badge ${r.status}` }, r.kind === 'checkpoint' ? statusText(r.status) : r.status), r.side_files?.length ? h('span', { class: 'note', title: r.side_files.join(', ') }, ' side files') : null);
       case 'completed': {
         const label = r.total ? `${fmtInt(r.completed)} / ${fmtInt(r.total)}` : fmtInt(r.completed);
         return h('td', { class: 'num progress-cell' }, h('span', { class: 'count' }, label),
@@ -121,9 +123,15 @@ export function experimentsView(main, ctx) {
     return h('td', { class: c.num ? 'num' : '' }, typeof v === 'number' ? fmtNum(v) : (v === undefined ? '' : (typeof v === 'string' ? v : JSON.stringify(v))));
   }
 
+  let lastSig = '';
   function render() {
     renderHead();
     const list = visible();
+    // Redraw the rows only when something shown changed: a redraw replaces
+    // the nodes under the pointer.
+    const sig = JSON.stringify([list, [...state.selected], columns.map((c) => c.key)]) + (Math.floor(Date.now() / 10000));
+    if (sig === lastSig) return;
+    lastSig = sig;
     const keep = document.activeElement && tbody.contains(document.activeElement) ? document.activeElement.dataset.focus : null;
     const frag = [];
     for (const r of list) {
