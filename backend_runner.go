@@ -371,7 +371,6 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 	}
 	b.mu.Unlock()
 	start := time.Now()
-	yielded := 0
 	if debugClaims {
 		fmt.Printf("DEBUG claim %q -> %v\n", keys, states)
 	}
@@ -386,7 +385,6 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 				lapsed = append(lapsed, it)
 				continue
 			}
-			yielded++
 			if !yield(it.item) {
 				return false, nil
 			}
@@ -399,7 +397,7 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 			*later = append(*later, it)
 		}
 	}
-	l.resize(yielded, time.Since(start))
+	l.resize(time.Since(start))
 	if len(lapsed) > 0 {
 		return l.claim(lapsed, later, yield)
 	}
@@ -415,11 +413,10 @@ func (l *claimLoop[K, T, U]) leaseHolds(claimed time.Time) bool {
 // took: claims grow while items are quick (fewer round trips), and shrink
 // when items are slow, so that a runner does not sit on keys that other
 // machines could be doing.
-func (l *claimLoop[K, T, U]) resize(yielded int, took time.Duration) {
+func (l *claimLoop[K, T, U]) resize(took time.Duration) {
 	target := min(l.r.backend.lease/4, time.Second)
 	switch {
-	case yielded < l.size/2:
-	case took < target/2:
+	case took < target/2: // including batches mostly done elsewhere
 		l.size = min(2*l.size, claimBatchMax)
 	case took > target:
 		l.size = max(l.size/2, claimBatchMin)

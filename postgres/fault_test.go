@@ -37,10 +37,13 @@ func TestFaultsRealProcesses(t *testing.T) {
 	url := newDB(t)
 	s := openStore(t, url)
 	const (
-		items   = 15000
 		workers = 4
 		lease   = 2 * time.Second
 	)
+	items := 15000
+	if raceOn {
+		items = 3000
+	}
 	kills := faultKills
 	dir := t.TempDir()
 	type proc struct {

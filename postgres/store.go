@@ -64,6 +64,15 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err) // pgx redacts the password
 	}
+	// Claims look up a batch of keys with key = ANY($keys). With the
+	// default random_page_cost (4, for spinning disks) the planner scans a
+	// table of a few hundred thousand rows instead of using its primary
+	// key: 70 ms instead of a few per claim of 1000 keys, measured here.
+	// The value for SSDs makes it use the index; a setting in connString
+	// wins.
+	if _, set := cfg.ConnConfig.RuntimeParams["random_page_cost"]; !set {
+		cfg.ConnConfig.RuntimeParams["random_page_cost"] = "1.1"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect to %s: %w", Redact(connString), err)
