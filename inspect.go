@@ -111,11 +111,7 @@ func (v *View) load() error {
 	dir, name := v.info.Dir, v.info.Name
 	r := newView(dir, name)
 	v.r = r
-	var err error
-	if r.errors, err = openReadOnly(dir, name, "_errors.jsonl"); err != nil {
-		return err
-	}
-	if r.results, err = openReadOnly(dir, name, "_results.jsonl"); err != nil {
+	if err := r.openPair(); err != nil {
 		return err
 	}
 	meta, merr := readMeta(resolvePath(dir, name, r.metaPath))
@@ -164,6 +160,54 @@ func (v *View) load() error {
 	}
 	in.Size, in.SideFiles = filesOf(dir, name)
 	return nil
+}
+
+// openPair opens both journals as one consistent pair: a change (Compact,
+// Retry...) that commits between the two opens would otherwise give the old
+// errors with the new results. It checks after opening that each file is
+// still the one a reader should read, and opens them again if not.
+func (r *Runner[K, T]) openPair() error {
+	for attempt := 0; ; attempt++ {
+		var err error
+		if r.errors, err = openReadOnly(r.dir, r.name, "_errors.jsonl"); err != nil {
+			return err
+		}
+		if r.results, err = openReadOnly(r.dir, r.name, "_results.jsonl"); err != nil {
+			r.errors.close()
+			return err
+		}
+		if attempt == 10 || (r.errors.current(r.dir, r.name) && r.results.current(r.dir, r.name)) {
+			return nil
+		}
+		r.errors.close()
+		r.results.close()
+	}
+}
+
+// current reports whether j's open file is still what a reader should read
+// for its path.
+func (j *journal) current(dir, name string) bool {
+	src := resolvePath(dir, name, j.path)
+	if j.f == nil {
+		if src == "" {
+			return true
+		}
+		_, err := os.Stat(src)
+		return errors.Is(err, os.ErrNotExist)
+	}
+	f, ok := j.f.(*os.File)
+	if src == "" || !ok {
+		return false
+	}
+	now, err1 := os.Stat(src)
+	was, err2 := f.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(now, was)
+}
+
+func (j *journal) close() {
+	if j.f != nil {
+		j.f.Close()
+	}
 }
 
 // openReadOnly opens a journal for reading, or returns one without a file

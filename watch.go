@@ -37,7 +37,13 @@ func Watch(ctx context.Context, dir, name string, w io.Writer, interval time.Dur
 	var meter rateMeter
 	snap := func(at time.Time) snapshot {
 		done := int64(wt.v.r.completed + wt.v.r.failed)
-		s := snapshot{desc: name, total: total, done: done, before: before, now: done - before,
+		shown := total
+		if shown < done {
+			// The meta file's total lags (it is written about once a
+			// second) or counts the items a streaming job has seen so far.
+			shown = -1
+		}
+		s := snapshot{desc: name, total: shown, done: done, before: before, now: done - before,
 			failed: int64(wt.v.r.failed), elapsed: at.Sub(start), at: at}
 		meter.sample(at.Sub(start), s.now)
 		var ok bool

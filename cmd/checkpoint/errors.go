@@ -30,9 +30,10 @@ func newErrorsCmd(e *env) *cobra.Command {
 		Use:   "errors NAME",
 		Short: "Show the failed keys, grouped by message",
 		Long: `errors prints the keys whose latest outcome is an error. By default they are
-grouped by message, with numbers, hex ids and quoted values collapsed, so that
-3,210 "429 too many requests (retry after 12s)" show as one group with its
-count and sample keys; the most frequent group comes first. --list prints
+grouped by the first line of their message, with numbers, hex ids and quoted
+values collapsed, so that 3,210 "429 too many requests (retry after 12s)"
+show as one group with its count and sample keys; the most frequent group
+comes first. --list prints
 every failure instead, --grep keeps the messages a regular expression matches.
 It never takes the lock.`,
 		Example: `  checkpoint errors sample
@@ -77,7 +78,7 @@ It never takes the lock.`,
 				tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
 				fmt.Fprintln(tw, "KEY\tATTEMPTS\tTIME\tERROR")
 				for f := range failures {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", keyShown(f.Key), f.Attempts, f.Time.Local().Format("2006-01-02 15:04:05"), oneLine(f.Error))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", keyShown(f.Key), f.Attempts, f.Time.Local().Format("2006-01-02 15:04:05"), firstLine(f.Error))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -110,10 +111,11 @@ func printGroups(e *env, failures func(func(checkpoint.Failure[string]) bool)) e
 	total := 0
 	for f := range failures {
 		total++
-		p := errorPattern(f.Error)
+		first, _, _ := strings.Cut(f.Error, "\n")
+		p := errorPattern(strings.TrimRight(first, "\r"))
 		g := groups[p]
 		if g == nil {
-			g = &errorGroup{pattern: p, sample: f.Error, first: f.Time, order: len(groups)}
+			g = &errorGroup{pattern: p, sample: firstLine(f.Error), first: f.Time, order: len(groups)}
 			groups[p] = g
 		}
 		g.count++
@@ -139,7 +141,7 @@ func printGroups(e *env, failures func(func(checkpoint.Failure[string]) bool)) e
 	fmt.Fprintf(w, "%s in %s\n", plural(total, "failed key"), plural(len(sorted), "group"))
 	for _, g := range sorted {
 		fmt.Fprintf(w, "\n%7d  %s\n", g.count, oneLine(g.pattern))
-		if g.sample != g.pattern {
+		if !strings.HasPrefix(g.sample, g.pattern) {
 			fmt.Fprintf(w, "         e.g. %s\n", oneLine(g.sample))
 		}
 		more := ""
@@ -170,6 +172,16 @@ func errorPattern(msg string) string {
 		return "<id>"
 	})
 	return numberRE.ReplaceAllString(p, "N")
+}
+
+// firstLine is a message's first line, with a note of how many follow: a
+// stack trace in a table would bury the other rows. --json has it all.
+func firstLine(s string) string {
+	first, rest, multi := strings.Cut(strings.TrimRight(s, "\r\n"), "\n")
+	if !multi {
+		return oneLine(s)
+	}
+	return oneLine(strings.TrimRight(first, "\r")) + fmt.Sprintf(" (+%d lines)", strings.Count(rest, "\n")+1)
 }
 
 // oneLine keeps a message on one line of output.

@@ -36,13 +36,3 @@ func writeFlowStatus(w io.Writer, steps []checkpoint.StepStatus) error {
 	}
 	return tw.Flush()
 }
-
-// firstLine keeps a table row on one line: a panic's error holds a stack.
-func firstLine(s string) string {
-	for i, c := range s {
-		if c == '\n' || c == '\r' {
-			return s[:i] + " ..."
-		}
-	}
-	return s
-}

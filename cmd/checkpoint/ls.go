@@ -61,7 +61,7 @@ the size of its files. It never takes a lock.`,
 				fmt.Fprintln(tw, "NAME\tCOMPLETED\tFAILED\tTOTAL\tLAST UPDATE\tRUNNING\tSIZE\t")
 				for _, r := range rows {
 					total, running := "-", ""
-					if r.Total > 0 {
+					if r.Total > 0 && r.Total >= r.Completed+r.Failed {
 						total = fmt.Sprint(r.Total)
 					}
 					if r.Running {

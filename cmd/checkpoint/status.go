@@ -101,10 +101,10 @@ func printStatus(e *env, in checkpoint.Info, s statusJSON) {
 	w := e.stdout
 	now := time.Now()
 	fmt.Fprintf(w, "%s (in %s)\n", in.Name, e.dir)
-	if in.Total > 0 {
+	if in.Total > 0 && in.Total >= in.Completed+in.Failed {
 		fmt.Fprintf(w, "  completed    %d of %d (%.1f%%)\n", in.Completed, in.Total, 100*float64(in.Completed)/float64(in.Total))
 	} else {
-		fmt.Fprintf(w, "  completed    %d (total not known)\n", in.Completed)
+		fmt.Fprintf(w, "  completed    %d (total not known yet)\n", in.Completed)
 	}
 	fmt.Fprintf(w, "  failed       %d", in.Failed)
 	if s.OutOfAttempts != nil {
