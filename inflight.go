@@ -64,6 +64,7 @@ type extOptions struct {
 	backup       bool          // WithFresh moves the old files to a backup folder
 	heldLock     bool          // a pipeline holds the lock
 	backupLabel  string        // the backup folder's label; the name by default
+	peek         bool          // Open leaves the in-flight and crash files alone
 	cacheErrors  bool          // read by Cached
 	ttl          time.Duration // read by Cached
 }
@@ -191,6 +192,9 @@ func (r *Runner[K, T]) crashesPath() string { return r.path("_crashes.json") }
 // flight, counts the crashes, gives up keys at WithMaxCrashes, and sets up
 // tracking for this run.
 func (r *Runner[K, T]) openInFlight(o *options) error {
+	if o.ext.peek {
+		return nil // a pipeline's Summary, counting a step it has not opened
+	}
 	maxCrashes := defaultCrashes
 	if o.ext.crashesSet {
 		maxCrashes = o.ext.maxCrashes
