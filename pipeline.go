@@ -276,7 +276,10 @@ func (r *Runner[K, T]) stepSummary() StepSummary {
 // the keys marked there.
 func (p *Pipeline[K]) summaryFromFiles(step string) (StepSummary, error) {
 	var s StepSummary
-	r, err := Open[K, json.RawMessage](p.stepName(step), append(slices.Clone(p.opts), func(o *options) { o.ext.peek = true })...)
+	r, err := Open[K, json.RawMessage](p.stepName(step), append(slices.Clone(p.opts), func(o *options) {
+		o.ext.peek = true
+		o.logger = slog.New(slog.DiscardHandler) // the step's own Open logs what it finds
+	})...)
 	if err != nil {
 		return s, err
 	}
