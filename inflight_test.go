@@ -64,8 +64,8 @@ func crashWhileRunning(t *testing.T, dir string, n, poison int, opts ...Option) 
 	return snap
 }
 
-// copyDir replaces dst's files with src's: the next run starts from there.
-func copyDir(t *testing.T, src, dst string) {
+// replaceDir replaces dst's files with src's: the next run starts from there.
+func replaceDir(t *testing.T, src, dst string) {
 	t.Helper()
 	require.NoError(t, os.RemoveAll(dst))
 	require.NoError(t, os.MkdirAll(dst, 0o755))
@@ -86,7 +86,7 @@ func TestInFlightCrashLoopGivesUp(t *testing.T) {
 			// Three runs die with the poison in flight; each next Open counts it.
 			for crash := 1; crash <= 3; crash++ {
 				snap := crashWhileRunning(t, dir, n, poison, WithMaxAttempts(maxAttempts))
-				copyDir(t, snap, dir)
+				replaceDir(t, snap, dir)
 				st, err := ReadInFlight(dir, "job")
 				require.NoError(t, err)
 				assert.Contains(t, st.InFlight, json.RawMessage(`17`), "the slot file shows the key in flight")
@@ -144,7 +144,7 @@ func TestInFlightCrashLoopGivesUp(t *testing.T) {
 
 func TestInFlightCrashCountForgivenOnSuccess(t *testing.T) {
 	dir := t.TempDir()
-	copyDir(t, crashWhileRunning(t, dir, 10, 3), dir)
+	replaceDir(t, crashWhileRunning(t, dir, 10, 3), dir)
 	r, err := Open[int, int]("job", WithDir(dir), flQuiet())
 	require.NoError(t, err)
 	require.Len(t, r.Crashed(), 1)
@@ -166,7 +166,7 @@ func TestInFlightMaxCrashesOption(t *testing.T) {
 		gaveUp bool
 	}{{1, true}, {2, false}, {0, false}} {
 		dir := t.TempDir()
-		copyDir(t, crashWhileRunning(t, dir, 10, 3), dir)
+		replaceDir(t, crashWhileRunning(t, dir, 10, 3), dir)
 		r, err := Open[int, int]("job", WithDir(dir), flQuiet(), WithMaxCrashes(tc.max))
 		require.NoError(t, err)
 		c := r.Crashed()
@@ -221,7 +221,7 @@ func TestInFlightOffAndFresh(t *testing.T) {
 	assert.Empty(t, r.Crashed(), "WithoutInFlight tracks nothing")
 	require.NoError(t, r.Close())
 
-	copyDir(t, crashWhileRunning(t, dir, 10, 3), dir)
+	replaceDir(t, crashWhileRunning(t, dir, 10, 3), dir)
 	r, err = Open[int, int]("job", WithDir(dir), flQuiet(), WithFresh())
 	require.NoError(t, err)
 	assert.Empty(t, r.Crashed(), "WithFresh forgets the crashes")

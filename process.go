@@ -36,6 +36,7 @@ type processConfig struct {
 	timeout    time.Duration
 	total      int    // for the progress bar; -1 when unknown
 	desc       string // for the progress bar
+	claimed    bool   // items come from remoteProcess, already claimed
 }
 
 func newProcessConfig(opts []ProcessOption) (processConfig, error) {
@@ -213,6 +214,9 @@ func (r *Runner[K, T]) process(ctx context.Context, save outcomeSaver[K], items 
 	start := time.Now()
 	if r.runnerClosed() {
 		return Summary{}, ErrClosed
+	}
+	if r.backend != nil && !cfg.claimed {
+		return r.remoteProcess(ctx, save, items, keyFn, fn, cfg, bar)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

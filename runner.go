@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,8 @@ type Runner[K comparable, T any] struct {
 	lock        *os.File
 	metaPath    string
 	rename      func(oldpath, newpath string) error // os.Rename but in fault tests
+	run         *runLog                             // this run in NAME_runs.jsonl (runs.go)
+	backend     *remote                             // set by WithBackend: see backend_runner.go
 
 	mu        sync.RWMutex
 	closed    bool
@@ -59,6 +62,9 @@ type Runner[K comparable, T any] struct {
 
 	metaMu      sync.Mutex
 	metaWritten time.Time
+	metaDue     atomic.Int64   // unix ns after which a save rewrites the meta
+	metaBusy    atomic.Bool    // a background meta writer is under way
+	metaWriters sync.WaitGroup // background meta writers, which Close waits for
 
 	bufs  sync.Pool // *[]byte, for building errors lines
 	lines sync.Pool // *lineBuilder, for building results lines
@@ -122,6 +128,9 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	if o.backend != nil {
+		return openRemote[K, T](name, &o, keys)
+	}
 	tempDir, err := o.useTempDir() // WithDisabled
 	if err != nil {
 		return nil, err
@@ -150,6 +159,11 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		}
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
+	if err := finishRenames(o.dir, name, r.log); err != nil { // of a compact, retry, forget or reset killed midway
+		r.closeFiles()
+		r.closeExt()
+		return nil, err
+	}
 	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
 	if err := r.load(&o); err != nil {
 		r.closeFiles()
@@ -157,6 +171,11 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		return nil, err
 	}
 	if err := r.openInFlight(&o); err != nil {
+		r.closeFiles()
+		r.closeExt()
+		return nil, err
+	}
+	if err := r.startRun(&o); err != nil {
 		r.closeFiles()
 		r.closeExt()
 		return nil, err
@@ -203,6 +222,9 @@ func (r *Runner[K, T]) dataFiles() []string {
 // If the runner is closed the iterator yields nothing and Err reports
 // ErrClosed.
 func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(slices.Values(items), keyFn, len(items))
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
 		var c cursor
@@ -220,6 +242,9 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 // so its memory does not depend on the input's size. Progress's total counts
 // the items seen so far.
 func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(items, keyFn, -1)
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(0)
 		var c cursor
@@ -277,6 +302,13 @@ func (r *Runner[K, T]) Progress() (completed, total int) {
 // Err returns the first error an iterator (Iterate, IterateSeq, AllResults)
 // or AllErrors met, or nil. Iterators stop at an error; check Err after the
 // loop, as with bufio.Scanner.
+//
+// Like bufio.Scanner's, the error is kept: it is the first one since Open,
+// is never reset, and a later loop does not clear it. A Runner is one job's
+// checkpoint, so an error in any of its loops means the job's view of it was
+// incomplete; a new Runner (Close, then Open) starts without one. With
+// loops on several goroutines, the first error of any of them is the one
+// reported.
 func (r *Runner[K, T]) Err() error {
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
@@ -295,6 +327,9 @@ func (r *Runner[K, T]) setErr(err error) {
 // meta. The runner stays open and usable, as if freshly created. Streams
 // from AllResults that are under way stop.
 func (r *Runner[K, T]) Clear() error {
+	if r.backend != nil {
+		return r.remoteClear()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.Lock()
@@ -326,6 +361,9 @@ func (r *Runner[K, T]) Clear() error {
 // closes the files and releases the checkpoint for the next Runner. Methods
 // called afterwards return ErrClosed, as does a second Close.
 func (r *Runner[K, T]) Close() error {
+	if r.backend != nil {
+		return r.remoteClose()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.RLock()
@@ -338,7 +376,8 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close())
+	r.metaWriters.Wait()
+	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
 	return errors.Join(err, r.closeFiles(), r.closeExt())
 }
 

@@ -37,6 +37,9 @@ type journal struct {
 
 	sync        *syncer // forces appends to stable storage per the policy
 	skipCorrupt bool    // WithSkipCorrupt
+	// readOnly journals (Inspect) belong to a file a job may be writing: load
+	// reads a prefix of whole lines and repairs nothing.
+	readOnly bool
 }
 
 func openJournal(path string, o *options) (*journal, error) {
@@ -192,6 +195,10 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 	})
 	if err != nil {
 		return err
+	}
+	if j.readOnly {
+		j.size = readOnlyEnd(good, &held)
+		return nil
 	}
 	if good < size {
 		// A last record that is whole and only lacks its newline is kept.

@@ -57,7 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "checkpoint: %v\n", err)
+	// Errors from the library start with its package name already.
+	fmt.Fprintf(stderr, "checkpoint: %s\n", strings.TrimPrefix(err.Error(), "checkpoint: "))
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		fmt.Fprintln(stderr, "Run 'checkpoint --help' for usage.")
@@ -93,7 +94,20 @@ holds it.`,
 // subcommands lists the constructors of the subcommands, one file each.
 // Add one line per subcommand.
 func subcommands() []func(*env) *cobra.Command {
-	return []func(*env) *cobra.Command{}
+	return []func(*env) *cobra.Command{
+		newLsCmd,
+		newStatusCmd,
+		newErrorsCmd,
+		newResultsCmd,
+		newRetryCmd,
+		newForgetCmd,
+		newCompactCmd,
+		newResetCmd,
+		newWatchCmd,
+		newCompareCmd,
+		newRunsCmd,
+		newServeCmd,
+	}
 }
 
 // isCobraUsage reports errors cobra makes for bad arguments and unknown

@@ -1,0 +1,368 @@
+package checkpoint
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrUnknownKey is returned (wrapped, with the key) by Forget for a key that
+// has no outcome in the checkpoint.
+var ErrUnknownKey = errors.New("no outcome for key")
+
+// Compact rewrites the journals of the checkpoint called name in dir so that
+// each key keeps only its latest outcome: its latest result, or, for a key
+// whose latest outcome is an error, its errors (they are its attempts). Lines
+// are copied as written, so the Python library reads the same state. It
+// returns the bytes of the two journals before and after.
+//
+// Like every function here that changes files, it takes the checkpoint's
+// lock and fails at once with an error wrapping ErrLocked if a job holds it,
+// and it is crash-safe: a crash at any moment leaves the old state or the new
+// one, and the next Open (or change) finishes or undoes what was left.
+func Compact(dir, name string) (before, after int64, err error) {
+	err = edit(dir, name, func(e *editor) error {
+		e.sameState = true
+		before = e.r.results.size + e.r.errors.size
+		after, err = e.rewrite(
+			func(_ string, s slot, off int64) bool { return s.done() && s.offset() == off },
+			func(_ string, s slot, _ int64) bool { return !s.done() })
+		return err
+	})
+	return before, after, err
+}
+
+// Retry makes the failed keys for which match returns true eligible again,
+// even those out of attempts: it removes their outcomes (their errors, and
+// any older result), so the next run does them as new, their attempts
+// counted from zero. match sees each failure with its key's JSON text (see
+// KeyText). It returns the number of keys retried.
+func Retry(dir, name string, match func(Failure[string]) bool) (n int, err error) {
+	err = edit(dir, name, func(e *editor) error {
+		drop := map[string]struct{}{}
+		v := &View{r: e.r}
+		for f := range v.Failures() {
+			if match(f) {
+				drop[KeyText(f.Key)] = struct{}{}
+			}
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		n = len(drop)
+		if n == 0 {
+			return nil
+		}
+		e.failed -= n
+		_, err := e.rewriteWithout(drop)
+		return err
+	})
+	return n, err
+}
+
+// Forget removes every outcome of the given keys (their KeyText, as people
+// type them: "42" for both 42 and "42"), so the next run does them again. If
+// any key has no outcome it fails with an error wrapping ErrUnknownKey and
+// changes nothing. It returns the number of keys forgotten.
+func Forget(dir, name string, keys ...string) (n int, err error) {
+	err = edit(dir, name, func(e *editor) error {
+		drop := map[string]struct{}{}
+		for _, k := range keys {
+			s, ok := e.r.index.get(k)
+			if !ok {
+				return fmt.Errorf("checkpoint: %w %q in %q%s", ErrUnknownKey, k, name, e.keyExamples())
+			}
+			if _, dup := drop[k]; dup {
+				continue
+			}
+			drop[k] = struct{}{}
+			if s.done() {
+				e.completed--
+			} else {
+				e.failed--
+			}
+		}
+		n = len(drop)
+		if n == 0 {
+			return nil
+		}
+		_, err := e.rewriteWithout(drop)
+		return err
+	})
+	return n, err
+}
+
+// Reset moves the checkpoint's files (its journals, meta and side files)
+// into a new folder dir/name.bak-<timestamp>/, whose path it returns, so the
+// next run starts from zero with nothing destroyed. With backup false it
+// deletes them instead, and returns "".
+func Reset(dir, name string, backup bool) (bak string, err error) {
+	err = edit(dir, name, func(e *editor) error {
+		paths := e.files()
+		if backup {
+			bak, err = backupFiles(dir, name, paths)
+			return err
+		}
+		for _, p := range paths {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("checkpoint: reset: %w", err)
+			}
+		}
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("checkpoint: reset: %w", err)
+		}
+		return nil
+	})
+	return bak, err
+}
+
+// editor is a checkpoint held for a change: locked, with its index loaded
+// and its files repaired as Open repairs them.
+type editor struct {
+	dir, name         string
+	r                 *Runner[string, json.RawMessage]
+	completed, failed int  // after the change
+	sameState         bool // Compact: the meta's last update stays
+}
+
+func (e *editor) path(suffix string) string { return filepath.Join(e.dir, e.name+suffix) }
+
+// files are the checkpoint's files but its lock.
+func (e *editor) files() []string {
+	var out []string
+	for _, s := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json",
+		"_results.jsonl.torn", "_errors.jsonl.torn", "_results.jsonl.corrupt", "_errors.jsonl.corrupt"} {
+		out = append(out, e.path(s))
+	}
+	return out
+}
+
+// edit locks the checkpoint, finishes an interrupted change, loads it and
+// runs change. Nothing is written unless change writes it.
+func edit(dir, name string, change func(*editor) error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	e := &editor{dir: dir, name: name}
+	exists := false
+	for _, s := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json", ".renames"} {
+		if _, err := os.Stat(e.path(s)); err == nil {
+			exists = true
+		}
+	}
+	if !exists {
+		return fmt.Errorf("checkpoint: %q in %s: %w", name, dir, ErrNoCheckpoint)
+	}
+	lock, err := lockFile(e.path(".lock"))
+	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return fmt.Errorf("checkpoint: %q in %s is held by a running job; try again when it ends: %w", name, dir, ErrLocked)
+		}
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer lock.Close()
+	log := slog.New(slog.DiscardHandler)
+	if err := finishRenames(dir, name, log); err != nil {
+		return err
+	}
+	r := &Runner[string, json.RawMessage]{name: name, dir: dir, log: log, keys: keyTextCodec(), metaPath: e.path("_meta.json")}
+	e.r = r
+	defer func() {
+		for _, j := range []*journal{r.results, r.errors} {
+			if j != nil && j.f != nil {
+				j.f.Close()
+			}
+		}
+	}()
+	o := defaultOptions()
+	o.logger = log
+	// Journals are opened only if they exist: a change must not create them.
+	for _, jp := range []struct {
+		j      **journal
+		suffix string
+	}{{&r.errors, "_errors.jsonl"}, {&r.results, "_results.jsonl"}} {
+		p := e.path(jp.suffix)
+		if _, err := os.Stat(p); err != nil {
+			*jp.j = &journal{path: p}
+			continue
+		}
+		if *jp.j, err = openJournal(p, &o); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	if _, _, err := r.loadIndex(); err != nil {
+		return err
+	}
+	e.completed, e.failed = r.completed, r.failed
+	return change(e)
+}
+
+// keyExamples shows a few keys of the checkpoint, for an error about a key
+// that is not there.
+func (e *editor) keyExamples() string {
+	var ex []string
+	for k := range e.r.index.all {
+		if len(ex) == 3 {
+			break
+		}
+		ex = append(ex, fmt.Sprintf("%q", k))
+	}
+	if len(ex) == 0 {
+		return " (it has no keys)"
+	}
+	return " (its keys look like " + strings.Join(ex, ", ") + ")"
+}
+
+// rewriteWithout removes every line of the keys in drop.
+func (e *editor) rewriteWithout(drop map[string]struct{}) (int64, error) {
+	keep := func(k string, _ slot, _ int64) bool {
+		_, gone := drop[k]
+		return !gone
+	}
+	return e.rewrite(keep, keep)
+}
+
+// rewrite writes new journals holding the lines for which keepResult or
+// keepError returns true, and a new meta, and commits them as one batch of
+// renames. A journal that keeps every line is left as it is. It returns the
+// new journals' total size.
+func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64) bool) (int64, error) {
+	var renames [][2]string
+	var temps []string
+	defer func() {
+		if renames == nil { // not committed: remove what was prepared
+			for _, t := range temps {
+				os.Remove(t)
+			}
+		}
+	}()
+	var after int64
+	var prepared [][2]string
+	for _, step := range []struct {
+		j    *journal
+		keep func(string, slot, int64) bool
+	}{{e.r.results, keepResult}, {e.r.errors, keepError}} {
+		if step.j.f == nil {
+			continue
+		}
+		tmp := step.j.path + rewriteSuffix
+		temps = append(temps, tmp)
+		size, dropped, err := e.copyKept(step.j, tmp, step.keep)
+		if err != nil {
+			return 0, err
+		}
+		after += size
+		if dropped == 0 {
+			os.Remove(tmp)
+			after += step.j.size - size // size == the journal's, blank lines aside
+			continue
+		}
+		prepared = append(prepared, [2]string{filepath.Base(tmp), filepath.Base(step.j.path)})
+	}
+	if len(prepared) == 0 {
+		return after, nil
+	}
+	metaTmp := e.path("_meta.json" + rewriteSuffix)
+	temps = append(temps, metaTmp)
+	if err := e.writeMeta(metaTmp); err != nil {
+		return 0, err
+	}
+	prepared = append(prepared, [2]string{filepath.Base(metaTmp), filepath.Base(e.r.metaPath)})
+	if err := syncDir(e.dir); err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	renames = prepared
+	return after, commitRenames(e.dir, e.name, renames)
+}
+
+// copyKept copies the kept lines of j to a new file at path, synced. It
+// returns the new file's size and how many records it dropped.
+func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64) bool) (size int64, dropped int, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("checkpoint: %w", cerr)
+		}
+	}()
+	w := bufio.NewWriterSize(f, 1<<20)
+	var sc lineScanner
+	var c cursor
+	_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
+		trimmed := line
+		if n := len(trimmed); n > 0 && trimmed[n-1] == '\r' {
+			trimmed = trimmed[:n-1]
+		}
+		rec, ok := parseRecord(trimmed)
+		if !ok {
+			return nil // a blank line where a repair set a damaged one aside
+		}
+		k, err := lookupText(rec.key)
+		if err != nil {
+			return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
+		}
+		s, _ := e.r.index.getNear(k, &c)
+		if !keep(k, s, off) {
+			dropped++
+			return nil
+		}
+		size += int64(len(line)) + 1
+		w.Write(line)
+		return w.WriteByte('\n')
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("checkpoint: rewrite %s: %w", j.path, err)
+	}
+	if err := w.Flush(); err != nil {
+		return 0, 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	return size, dropped, nil
+}
+
+// writeMeta writes the meta file for the state after the change to path,
+// synced. It keeps the start time and total of the old one.
+func (e *editor) writeMeta(path string) error {
+	m, err := readMeta(e.r.metaPath)
+	if err != nil {
+		m = Meta{StartedAt: firstTimestamp(e.r.results, e.r.errors)}
+		if m.StartedAt.IsZero() {
+			m.StartedAt = time.Now()
+		}
+	}
+	m.Name = e.name
+	if !e.sameState || m.LastUpdated.IsZero() {
+		m.LastUpdated = time.Now()
+	}
+	m.CompletedItems, m.FailedItems = e.completed, e.failed
+	if m.SchemaVersion == "" {
+		m.SchemaVersion = SchemaVersion
+	}
+	b, err := m.marshal()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return f.Close()
+}
