@@ -239,9 +239,8 @@ func (p *Pipeline[K]) Steps() []string {
 }
 
 // Summary returns how far each step has come, in the order of Steps. A step
-// opened in this run is summed up from its Runner; another one from its
-// files (its meta file, a cache that a crash may have left behind the
-// journals by a second).
+// opened in this run is summed up from its Runner; another one is counted
+// from its files, which reads them as Open does.
 func (p *Pipeline[K]) Summary() ([]StepSummary, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -256,7 +255,7 @@ func (p *Pipeline[K]) Summary() ([]StepSummary, error) {
 			out = append(out, s)
 			continue
 		}
-		s, err := summaryFromFiles(p.dir, p.stepName(step))
+		s, err := p.summaryFromFiles(step)
 		if err != nil {
 			return out, err
 		}
@@ -271,16 +270,25 @@ func (r *Runner[K, T]) stepSummary() StepSummary {
 	return StepSummary{Completed: m.CompletedItems, Failed: m.FailedItems, InFlight: len(r.Crashed()), Total: m.TotalItems}
 }
 
-func summaryFromFiles(dir, name string) (StepSummary, error) {
+// summaryFromFiles counts a step not opened in this run from its journals:
+// its meta file may be a second behind them, or much more after a crash. It
+// leaves the in-flight file for the step's own Open to judge, and counts
+// the keys marked there.
+func (p *Pipeline[K]) summaryFromFiles(step string) (StepSummary, error) {
 	var s StepSummary
-	m, err := readMeta(filepath.Join(dir, name+"_meta.json"))
-	switch {
-	case err == nil:
-		s.Completed, s.Failed, s.Total = m.CompletedItems, m.FailedItems, m.TotalItems
-	case !errors.Is(err, os.ErrNotExist):
-		return s, fmt.Errorf("checkpoint: %w", err)
+	r, err := Open[K, json.RawMessage](p.stepName(step), append(slices.Clone(p.opts), func(o *options) {
+		o.ext.peek = true
+		o.logger = slog.New(slog.DiscardHandler) // the step's own Open logs what it finds
+	})...)
+	if err != nil {
+		return s, err
 	}
-	st, err := ReadInFlight(dir, name)
+	m := r.Meta()
+	if err := r.Close(); err != nil {
+		return s, err
+	}
+	s.Completed, s.Failed, s.Total = m.CompletedItems, m.FailedItems, m.TotalItems
+	st, err := ReadInFlight(p.dir, p.stepName(step))
 	if err != nil {
 		return s, err
 	}

@@ -34,9 +34,10 @@ func main() {
 	poison := flag.Int("poison", -1, "item that kills the process (-1: none)")
 	workers := flag.Int("workers", 4, "Process workers")
 	delay := flag.Duration("delay", 0, "work time per item")
+	maxCrashes := flag.Int("max-crashes", 3, "WithMaxCrashes")
 	flag.Parse()
 	rep := os.NewFile(3, "report")
-	if err := run(*dir, *n, *poison, *workers, *delay, rep); err != nil {
+	if err := run(*dir, *n, *poison, *workers, *maxCrashes, *delay, rep); err != nil {
 		fmt.Fprintln(os.Stderr, "inflightprog:", err)
 		os.Exit(1)
 	}
@@ -48,10 +49,10 @@ func report(w *os.File, format string, args ...any) {
 	}
 }
 
-func run(dir string, n, poison, workers int, delay time.Duration, rep *os.File) error {
+func run(dir string, n, poison, workers, maxCrashes int, delay time.Duration, rep *os.File) error {
 	log := slog.New(slog.DiscardHandler)
 	p, err := checkpoint.OpenPipeline[int]("job", checkpoint.WithDir(dir), checkpoint.WithLogger(log),
-		checkpoint.WithInFlightIterate())
+		checkpoint.WithInFlightIterate(), checkpoint.WithMaxCrashes(maxCrashes))
 	if err != nil {
 		return err
 	}
