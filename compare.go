@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"math"
 	"slices"
@@ -201,7 +200,6 @@ type merger struct {
 	o      compareOptions
 	fields map[string]*FieldDiff
 	readA  *lineReader // A's results, read at the offsets of B's keys
-	canon  []byte
 }
 
 func (m *merger) run(ctx context.Context) error {
@@ -225,19 +223,28 @@ func (m *merger) run(ctx context.Context) error {
 // walkB handles every line of one of B's journals that is its key's latest
 // outcome.
 func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
-	return scanRecords(ctx, j, func(off int64, lineNo int, line []byte, rec record) error {
-		var err error
-		m.canon, _, err = canonicalKey(m.canon[:0], rec.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
+	// Without superseded lines in this journal, every line is its key's
+	// latest outcome: no need to look the keys up in B's index.
+	allLatest := m.b.supersededErrors == 0
+	if isResult {
+		allLatest = m.b.supersededResults == 0
+	}
+	touch := func(h uint64) {
+		m.a.table.touch(h)
+		if !allLatest {
+			m.b.table.touch(h)
 		}
-		h := m.b.table.hash(m.canon)
-		sb := m.b.lookup(m.canon, h)
-		if sb == nil || sb.done() != isResult || sb.offset() != off {
-			return nil // not this key's latest outcome
+	}
+	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine, rec record) error {
+		if !allLatest {
+			sb := m.b.lookup(p.canon, p.h)
+			if sb == nil || sb.done() != isResult || sb.offset() != p.off {
+				return nil // not this key's latest outcome
+			}
 		}
-		sa := m.a.lookup(m.canon, h)
+		sa := m.a.lookup(p.canon, p.h)
 		var lineA []byte
+		var err error
 		if sa != nil {
 			if sa.done() {
 				lineA, err = m.readA.line(sa.offset())
@@ -247,11 +254,11 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 			if err != nil {
 				return err
 			}
-			if !lineKeyIs(lineA, m.canon) {
+			if !lineKeyIs(lineA, p.canon) {
 				sa = nil // another key with the same hash
 			}
 		}
-		key := string(m.canon)
+		key := string(p.canon)
 		if sa == nil {
 			m.c.OnlyB.add(key, isResult, m.o.examples)
 			return nil
@@ -259,6 +266,7 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 		*sa |= viewSeen
 		m.c.Both++
 		recA, _ := parseRecord(lineA)
+		line := p.line
 		switch {
 		case sa.done() && isResult:
 			m.compareResults(key, recA.body, rec.body)
