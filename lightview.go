@@ -322,27 +322,13 @@ func (v *lightView) journalOf(s viewSlot) *journal {
 	return v.errors
 }
 
-// each calls fn with every slot of the index, in no particular order.
-func (v *lightView) each(fn func(s *viewSlot)) {
-	for i := range v.table.entries {
-		if v.table.entries[i].h != 0 {
-			fn(&v.table.entries[i].s)
-		}
-	}
-	for _, s := range v.table.overflow {
-		fn(s)
-	}
-}
-
-// viewSlot packs a key's latest outcome: bit 63 set for a result, bit 62
-// once Compare has matched the key with the other side, and the offset of
-// its latest line (in the results file for a result, in the errors file
-// for an error) below.
+// viewSlot packs a key's latest outcome: bit 63 set for a result, and the
+// offset of its latest line (in the results file for a result, in the
+// errors file for an error) below.
 type viewSlot uint64
 
 const (
 	viewDone = 1 << 63
-	viewSeen = 1 << 62
 	viewOff  = 1<<48 - 1
 )
 
@@ -355,7 +341,6 @@ func newViewSlot(off int64, isResult bool) viewSlot {
 }
 
 func (s viewSlot) done() bool    { return s&viewDone != 0 }
-func (s viewSlot) seen() bool    { return s&viewSeen != 0 }
 func (s viewSlot) offset() int64 { return int64(s & viewOff) }
 
 // keyTable maps 64-bit key hashes to slots: open addressing with linear
