@@ -112,6 +112,10 @@ func (b *BatchRunner[K, T]) IterateWithProgress(items []T, keyFn func(T) K, desc
 		p := b.begin(title, int64(len(items)), done)
 		complete := false
 		defer func() { b.end(p, complete) }()
+		if r.backend != nil {
+			complete = r.remoteIterateIndexed(items, keyFn, p, yield)
+			return
+		}
 		var c cursor
 		for i, item := range items {
 			k := keyFn(item)

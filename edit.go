@@ -173,7 +173,13 @@ func edit(dir, name string, change func(*editor) error) error {
 	}
 	r := &Runner[string, json.RawMessage]{name: name, dir: dir, log: log, keys: keyTextCodec(), metaPath: e.path("_meta.json")}
 	e.r = r
-	defer r.closeFiles()
+	defer func() {
+		for _, j := range []*journal{r.results, r.errors} {
+			if j != nil && j.f != nil {
+				j.f.Close()
+			}
+		}
+	}()
 	o := defaultOptions()
 	o.logger = log
 	// Journals are opened only if they exist: a change must not create them.
@@ -201,11 +207,11 @@ func edit(dir, name string, change func(*editor) error) error {
 // that is not there.
 func (e *editor) keyExamples() string {
 	var ex []string
-	for _, en := range e.r.index.entries {
+	for k := range e.r.index.all {
 		if len(ex) == 3 {
 			break
 		}
-		ex = append(ex, fmt.Sprintf("%q", en.key))
+		ex = append(ex, fmt.Sprintf("%q", k))
 	}
 	if len(ex) == 0 {
 		return " (it has no keys)"

@@ -1,6 +1,10 @@
 package checkpoint
 
-import "math/bits"
+import (
+	"math/bits"
+	"reflect"
+	"unsafe"
+)
 
 // index is the runner's per-key state: a hash table from key to slot that
 // also remembers the order in which keys first appeared.
@@ -16,23 +20,48 @@ import "math/bits"
 //     table far larger than the CPU's caches.
 //   - Batches. Open inserts keys in batches whose table words it reads
 //     first, so that their cache misses overlap (see upsertBatch); a map
-//     takes one key at a time.
+//     takes one key at a time. Iterate over items in another order does the
+//     same for lookups (see prefetch).
 //
-// Memory is about what the map took: 16 bytes per int64 entry plus 8 per
-// table word at most 3/4 full, about 31 bytes per key at 10 million.
+// No save ever waits for the index to be rebuilt (round 2 of the
+// performance work; a doubling used to stop every save for 0.6 s at 12
+// million keys):
+//
+//   - The entries live in chunks of chunkLen that never move, so adding a
+//     key never copies the others.
+//   - The table grows incrementally: when it is 3/4 full a table twice as
+//     large takes its place for new keys, and each new key then moves
+//     migrateStep old entries over, while lookups check both tables. The new
+//     table's chunks are allocated when first written, so no single save
+//     clears hundreds of megabytes.
+//
+// Memory: an int64 entry is 16 bytes; a string key is an 8-byte reference
+// into a pointer-free byte arena plus its slot, 16 bytes and the key's own
+// bytes. So the garbage collector has nothing to trace per key, whatever
+// the key type's kind (for the basic kinds). The table is sized exactly (not
+// to a power of two) at most 3/4 full: 8/0.75 = 10.7 bytes per key once
+// Open has sized it from the files.
 //
 // Keys are never removed one by one (a key keeps its slot until Clear), so
 // the table needs no tombstones. It is not safe for concurrent use; the
 // runner's mutex guards it.
 type index[K comparable] struct {
-	hash    func(K) uint64
-	entries []entry[K] // in order of first appearance
-	// table is open addressing with linear probing. A word is 0 when empty,
-	// else the top tagBits of the key's hash above the entry's position + 1,
-	// so most probes that do not match are rejected without touching
-	// entries.
-	table []uint64
-	mask  uint64 // len(table) - 1; len(table) is a power of two
+	hash func(K) uint64
+	n    int // entries
+
+	// Exactly one of the two entry arrays is used, by the key's kind: ents
+	// for every K but strings, strs (with arena) for strings.
+	isStr bool
+	ents  [][]entry[K]
+	strs  [][]strEntry
+	arena strArena
+
+	// cur is where keys are placed. While the index grows, old is the table
+	// before and holds entries [0, oldN); those before moved are in cur too.
+	cur   table
+	old   table
+	oldN  int
+	moved int
 
 	touched uint64 // see upsertBatch
 }
@@ -42,14 +71,33 @@ type entry[K comparable] struct {
 	s   slot
 }
 
+// strEntry is an entry of a string key: a strArena reference, no pointer.
+type strEntry struct {
+	ref uint64
+	s   slot
+}
+
 const (
 	posBits = 40 // up to 2^40-1 keys: far beyond what fits in memory
 	posMask = 1<<posBits - 1
 	tagBits = 64 - posBits
+
+	// Entries and table words come in chunks of chunkLen (1 MiB of int64
+	// entries, 512 KiB of table words): large enough that the chunk lookup
+	// is a cached read, small enough to clear in tens of microseconds.
+	chunkBits = 16
+	chunkLen  = 1 << chunkBits
+	chunkMask = chunkLen - 1
+
+	// migrateStep entries move to the new table per key added while the
+	// index grows. The next growth comes after as many new keys as there
+	// are old ones, so any step of 1 or more finishes in time; 4 finishes
+	// early, at 4 table writes per save.
+	migrateStep = 4
 )
 
 func newIndex[K comparable](hash func(K) uint64, hint int) *index[K] {
-	x := &index[K]{hash: hash}
+	x := &index[K]{hash: hash, isStr: reflect.TypeFor[K]().Kind() == reflect.String}
 	x.reset(hint)
 	return x
 }
@@ -58,52 +106,171 @@ func newIndex[K comparable](hash func(K) uint64, hint int) *index[K] {
 func (x *index[K]) reset(hint int) {
 	// The table first: see the note in Runner.load on the order of Open's
 	// large allocations.
-	x.table = newTable(tableSize(hint))
-	x.mask = uint64(len(x.table) - 1)
-	x.entries = make([]entry[K], 0, max(hint, 8))
+	x.cur = newTable(tableSize(hint), true)
+	x.old, x.oldN, x.moved = table{}, 0, 0
+	x.n = 0
+	x.arena = strArena{}
+	first := min(max(hint, 8), chunkLen)
+	if x.isStr {
+		x.strs = [][]strEntry{make([]strEntry, 0, first)}
+		x.ents = nil
+	} else {
+		x.ents = [][]entry[K]{make([]entry[K], 0, first)}
+		x.strs = nil
+	}
 }
 
-// newTable allocates a table of n words and writes it once, front to back.
-// Memory fresh from the kernel is mapped on first use: read first, as the
-// batched upserts do, a page faults twice (mapped to the zero page, then
-// copied on the write), at random; written in order first, it faults once,
-// in sequence. Profiles of Open and of grow showed those faults as the
-// largest cost of the first reads.
-func newTable(n int) []uint64 {
-	t := make([]uint64, n)
-	clear(t)
+// table is open addressing with linear probing over size words, in chunks.
+// A word is 0 when empty, else the top tagBits of the key's hash above the
+// entry's position + 1, so most probes that do not match are rejected
+// without touching the entries.
+type table struct {
+	chunks [][]uint64 // a nil chunk is all empty: allocated when first written
+	size   uint64
+}
+
+// tableSize is the number of words that holds n keys at most 3/4 full: 16
+// or more, and a whole number of chunks past one chunk.
+func tableSize(n int) int {
+	size := max(16, (4*n+2)/3+1)
+	if size > chunkLen {
+		size = (size + chunkMask) &^ chunkMask
+	}
+	return size
+}
+
+// newTable makes a table of size words. With eager, every chunk is
+// allocated now; otherwise each is on its first write.
+func newTable(size int, eager bool) table {
+	t := table{size: uint64(size), chunks: make([][]uint64, (size+chunkMask)>>chunkBits)}
+	if eager {
+		for c := range t.chunks {
+			t.chunks[c] = t.newChunk(c)
+		}
+	}
 	return t
 }
 
-// tableSize is the smallest power of two, 16 or more, that holds n keys at
-// most 3/4 full.
-func tableSize(n int) int {
-	return max(16, 1<<bits.Len64(uint64(n+n/3)))
+// newChunk allocates chunk c and writes it once, front to back. Memory
+// fresh from the kernel is mapped on first use: read first, as the batched
+// upserts do, a page faults twice (mapped to the zero page, then copied on
+// the write), at random; written in order first, it faults once, in
+// sequence. Profiles of Open showed those faults as the largest cost of the
+// first reads.
+func (t *table) newChunk(c int) []uint64 {
+	n := min(chunkLen, int(t.size)-c<<chunkBits)
+	w := make([]uint64, n)
+	clear(w)
+	return w
 }
 
-func (x *index[K]) len() int { return len(x.entries) }
+// limit is the number of keys the table holds before the index grows.
+func (t *table) limit() int { return int(t.size * 3 / 4) }
 
-// find returns the position of k in entries, or -1.
-func (x *index[K]) find(k K) int {
-	h := x.hash(k)
+// home is the first word to probe for hash h: the low posBits bits of h
+// scaled to the table's size (a multiply, not a modulo), so that the tag,
+// the top bits, stays independent of the position.
+func (t *table) home(h uint64) uint64 {
+	hi, _ := bits.Mul64(h<<tagBits, t.size)
+	return hi
+}
+
+func (t *table) word(i uint64) uint64 {
+	c := t.chunks[i>>chunkBits]
+	if c == nil {
+		return 0
+	}
+	return c[i&chunkMask]
+}
+
+func (t *table) next(i uint64) uint64 {
+	if i++; i == t.size {
+		return 0
+	}
+	return i
+}
+
+// place puts position p, of a key with hash h that is not in t, into t.
+func (t *table) place(h uint64, p int) {
+	i := t.home(h)
+	for t.word(i) != 0 {
+		i = t.next(i)
+	}
+	c := &t.chunks[i>>chunkBits]
+	if *c == nil {
+		*c = t.newChunk(int(i >> chunkBits))
+	}
+	(*c)[i&chunkMask] = h>>posBits<<posBits | uint64(p+1)
+}
+
+func (x *index[K]) len() int { return x.n }
+
+// keyIs reports whether the entry at p holds k.
+func (x *index[K]) keyIs(p int, k K) bool {
+	if x.isStr {
+		return x.arena.get(x.strs[p>>chunkBits][p&chunkMask].ref) == *(*string)(unsafe.Pointer(&k))
+	}
+	return x.ents[p>>chunkBits][p&chunkMask].key == k
+}
+
+// keyAt returns the key at p. A string key's bytes are in the arena, which
+// never changes them.
+func (x *index[K]) keyAt(p int) K {
+	if x.isStr {
+		s := x.arena.get(x.strs[p>>chunkBits][p&chunkMask].ref)
+		return *(*K)(unsafe.Pointer(&s))
+	}
+	return x.ents[p>>chunkBits][p&chunkMask].key
+}
+
+func (x *index[K]) slotAt(p int) *slot {
+	if x.isStr {
+		return &x.strs[p>>chunkBits][p&chunkMask].s
+	}
+	return &x.ents[p>>chunkBits][p&chunkMask].s
+}
+
+// all yields every key and its slot, in order of first appearance.
+func (x *index[K]) all(yield func(K, slot) bool) {
+	for p := range x.n {
+		if !yield(x.keyAt(p), *x.slotAt(p)) {
+			return
+		}
+	}
+}
+
+// findIn returns the position of k, of hash h, in t, or -1.
+func (x *index[K]) findIn(t *table, k K, h uint64) int {
 	tag := h >> posBits
-	for i := h & x.mask; ; i = (i + 1) & x.mask {
-		w := x.table[i]
+	for i := t.home(h); ; i = t.next(i) {
+		w := t.word(i)
 		if w == 0 {
 			return -1
 		}
 		if w>>posBits == tag {
-			if p := int(w&posMask) - 1; x.entries[p].key == k {
+			if p := int(w&posMask) - 1; x.keyIs(p, k) {
 				return p
 			}
 		}
 	}
 }
 
+func (x *index[K]) findHashed(k K, h uint64) int {
+	if p := x.findIn(&x.cur, k, h); p >= 0 || x.old.chunks == nil {
+		return p
+	}
+	return x.findIn(&x.old, k, h)
+}
+
+// find returns the position of k in entries, or -1.
+func (x *index[K]) find(k K) int {
+	return x.findHashed(k, x.hash(k))
+}
+
 // get returns k's slot; ok is false if k is not in the index.
 func (x *index[K]) get(k K) (s slot, ok bool) {
 	if p := x.find(k); p >= 0 {
-		return x.entries[p].s, true
+		return *x.slotAt(p), true
 	}
 	return 0, false
 }
@@ -116,12 +283,12 @@ type cursor struct {
 }
 
 // findNear is find for a caller that walks keys in roughly the order they
-// were added. While keys come in that order it checks entries[c.pos] first
-// and leaves the cursor just past it: one comparison, no hashing. When they
-// don't (shuffled items), it stops looking there, so a random order costs
-// no more than find, until a hashed key lands on the cursor again.
+// were added. While keys come in that order it checks the entry at c.pos
+// first and leaves the cursor just past it: one comparison, no hashing. When
+// they don't (shuffled items), it stops looking there, so a random order
+// costs no more than find, until a hashed key lands on the cursor again.
 func (x *index[K]) findNear(k K, c *cursor) int {
-	if !c.off && c.pos < len(x.entries) && x.entries[c.pos].key == k {
+	if !c.off && c.pos < x.n && x.keyIs(c.pos, k) {
 		c.pos++
 		return c.pos - 1
 	}
@@ -137,10 +304,41 @@ func (x *index[K]) findNear(k K, c *cursor) int {
 // getNear is get with findNear's cursor.
 func (x *index[K]) getNear(k K, c *cursor) (s slot, ok bool) {
 	if p := x.findNear(k, c); p >= 0 {
-		return x.entries[p].s, true
+		return *x.slotAt(p), true
 	}
 	return 0, false
 }
+
+// prefetch reads the memory that looking up keys will need, for a caller
+// about to look them up one by one in an order unrelated to the entries'
+// (Iterate over shuffled items). Each lookup costs two cache misses, the
+// table word and then the entry; one after the other, a lookup waits for
+// memory twice. Here the table words of all keys are read first, then the
+// entries they point to, with no branch on the data in between, so the CPU
+// has many misses in flight at once. The values read go to *sink, so that
+// they are not optimised away; only the caller's goroutine writes it.
+func (x *index[K]) prefetch(keys []K, sink *uint64) {
+	var hs [prefetchLen]uint64
+	keys = keys[:min(len(keys), prefetchLen)]
+	var sum uint64
+	for i, k := range keys {
+		h := x.hash(k)
+		hs[i] = h
+		sum += x.cur.word(x.cur.home(h))
+	}
+	for i := range keys {
+		if w := x.cur.word(x.cur.home(hs[i])); w != 0 {
+			if p := int(w&posMask) - 1; p < x.n {
+				sum += uint64(*x.slotAt(p))
+			}
+		}
+	}
+	*sink += sum
+}
+
+// prefetchLen is the most keys prefetch reads ahead: enough misses in
+// flight to cover memory latency, few enough to stay in the L1 cache.
+const prefetchLen = 32
 
 // upsert returns a pointer to k's slot, adding k if it is absent. A new
 // key's slot is 0, which no stored key has (see slot): the caller must set
@@ -162,7 +360,7 @@ func (x *index[K]) upsertBatch(keys []K, hs []uint64, fn func(i int, sp *slot)) 
 	hs = hs[:len(keys)]
 	var touched uint64
 	for _, h := range hs {
-		touched += x.table[h&x.mask]
+		touched += x.cur.word(x.cur.home(h))
 	}
 	x.touched += touched // keep the loads: their value is never used
 	for i, k := range keys {
@@ -171,54 +369,119 @@ func (x *index[K]) upsertBatch(keys []K, hs []uint64, fn func(i int, sp *slot)) 
 }
 
 func (x *index[K]) upsertHashed(k K, h uint64) *slot {
-	tag := h >> posBits
-	i := h & x.mask
-	for ; ; i = (i + 1) & x.mask {
-		w := x.table[i]
-		if w == 0 {
-			break
-		}
-		if w>>posBits == tag {
-			if p := int(w&posMask) - 1; x.entries[p].key == k {
-				return &x.entries[p].s
-			}
-		}
+	if p := x.findHashed(k, h); p >= 0 {
+		return x.slotAt(p)
 	}
-	if n := len(x.entries) + 1; n > len(x.table)/4*3 {
+	if x.old.chunks != nil {
+		x.migrate(migrateStep)
+	}
+	if x.n+1 > x.cur.limit() {
 		x.grow()
-		// Find the new home of k in the bigger table.
-		for i = h & x.mask; x.table[i] != 0; i = (i + 1) & x.mask {
-		}
 	}
-	x.entries = append(x.entries, entry[K]{key: k})
-	x.table[i] = tag<<posBits | uint64(len(x.entries))
-	return &x.entries[len(x.entries)-1].s
+	p := x.n
+	x.appendKey(k)
+	x.cur.place(h, p)
+	return x.slotAt(p)
 }
 
-// grow doubles the table and places every key again. It runs under the
-// runner's lock (in SaveResult) and stops saves while it runs, so it works
-// in batches as upsertBatch does: hash a batch and read its new table words
-// first, then place it. That roughly halves the pause (about half a second
-// for 12 million keys here).
-func (x *index[K]) grow() {
-	x.table = newTable(2 * len(x.table))
-	x.mask = uint64(len(x.table) - 1)
-	var hs [512]uint64
-	for start := 0; start < len(x.entries); start += len(hs) {
-		batch := x.entries[start:min(start+len(hs), len(x.entries))]
-		var touched uint64
-		for i := range batch {
-			h := x.hash(batch[i].key)
-			hs[i] = h
-			touched += x.table[h&x.mask]
+// appendKey adds k as entry n. Chunks past the first are allocated whole;
+// the first grows as a slice does, so that a small index stays small.
+func (x *index[K]) appendKey(k K) {
+	c := x.n >> chunkBits
+	if x.isStr {
+		if c == len(x.strs) {
+			x.strs = append(x.strs, make([]strEntry, 0, chunkLen))
 		}
-		x.touched += touched
-		for i, h := range hs[:len(batch)] {
-			j := h & x.mask
-			for x.table[j] != 0 {
-				j = (j + 1) & x.mask
-			}
-			x.table[j] = h>>posBits<<posBits | uint64(start+i+1)
+		ref := x.arena.put(*(*string)(unsafe.Pointer(&k)))
+		x.strs[c] = append(x.strs[c], strEntry{ref: ref})
+	} else {
+		if c == len(x.ents) {
+			x.ents = append(x.ents, make([]entry[K], 0, chunkLen))
 		}
+		x.ents[c] = append(x.ents[c], entry[K]{key: k})
 	}
+	x.n++
+}
+
+// grow starts moving the index to a table twice as large. New keys go to
+// the new table at once; the old keys follow, migrateStep per new key (see
+// migrate). Nothing is copied here: the new table's chunks are allocated as
+// they are written.
+func (x *index[K]) grow() {
+	if x.old.chunks != nil {
+		x.migrate(x.oldN) // finish the last growth first (not reached with migrateStep >= 1)
+	}
+	x.old, x.oldN, x.moved = x.cur, x.n, 0
+	x.cur = newTable(tableSize(2*x.n), false)
+	x.migrate(migrateStep)
+}
+
+// migrate moves up to n old entries into the current table, and drops the
+// old table once all are there. Lookups check the current table first and
+// then the old one, so a key is found wherever it is meanwhile.
+func (x *index[K]) migrate(n int) {
+	end := min(x.oldN, x.moved+n)
+	for p := x.moved; p < end; p++ {
+		x.cur.place(x.hash(x.keyAt(p)), p)
+	}
+	x.moved = end
+	if x.moved == x.oldN {
+		x.old, x.oldN, x.moved = table{}, 0, 0
+	}
+}
+
+// strArena holds the bytes of an index's string keys in blocks that hold no
+// pointers, addressed by 8-byte references, so that ten million string keys
+// cost the garbage collector a few hundred blocks instead of ten million
+// pointers to trace on every cycle. Bytes once written never change. The
+// zero value is empty and ready.
+type strArena struct {
+	blocks [][]byte
+	cur    int // the block small keys go to, if any
+}
+
+// A reference is block<<40 | offset<<20 | length; a length of refWhole
+// means the key fills its own block (keys of a MiB or more).
+const (
+	refBits       = 20
+	refMask       = 1<<refBits - 1
+	refWhole      = refMask
+	arenaMaxBlock = 1 << refBits
+	arenaMinBlock = 4 << 10
+)
+
+func (a *strArena) put(s string) uint64 {
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n >= refWhole {
+		a.blocks = append(a.blocks, []byte(s))
+		return uint64(len(a.blocks)-1)<<(2*refBits) | refWhole
+	}
+	if len(a.blocks) == 0 || len(a.blocks[a.cur])+n > cap(a.blocks[a.cur]) {
+		// Blocks double up to a MiB, so that a small checkpoint stays small.
+		size := arenaMinBlock
+		if len(a.blocks) > 0 {
+			size = min(2*cap(a.blocks[a.cur]), arenaMaxBlock)
+		}
+		a.blocks = append(a.blocks, make([]byte, 0, max(size, n)))
+		a.cur = len(a.blocks) - 1
+	}
+	b := a.blocks[a.cur]
+	off := len(b)
+	a.blocks[a.cur] = append(b, s...)
+	return uint64(a.cur)<<(2*refBits) | uint64(off)<<refBits | uint64(n)
+}
+
+func (a *strArena) get(ref uint64) string {
+	n := ref & refMask
+	if n == 0 {
+		return ""
+	}
+	b := a.blocks[ref>>(2*refBits)]
+	if n == refWhole {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return unsafe.String(&b[ref>>refBits&refMask], n)
 }

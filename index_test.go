@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,7 +43,7 @@ func checkIndexAgainstMap[K comparable](t *testing.T, hint int, ops int, key fun
 		require.Equal(t, s, got, "key %v", k)
 	}
 	for i, k := range order {
-		require.Equal(t, k, x.entries[i].key, "entry %d", i)
+		require.Equal(t, k, x.keyAt(i), "entry %d", i)
 		require.Equal(t, i, x.find(k))
 	}
 	// Keys never added are not found.
@@ -173,12 +174,69 @@ func TestIndexResetAndBatch(t *testing.T) {
 }
 
 func TestTableSize(t *testing.T) {
-	for _, n := range []int{0, 1, 5, 6, 7, 100, 1 << 20, 10_000_000} {
+	for _, n := range []int{0, 1, 5, 6, 7, 100, 49151, 49152, 1 << 20, 10_000_000} {
 		size := tableSize(n)
-		assert.Zero(t, size&(size-1), "power of two for %d", n)
-		assert.LessOrEqual(t, n, size/4*3, "room for %d keys at 3/4", n)
-		if size > 16 {
-			assert.GreaterOrEqual(t, n+n/3, size/2, "half the size would not do for %d", n)
+		tb := newTable(size, false)
+		assert.LessOrEqual(t, n, tb.limit(), "room for %d keys at 3/4", n)
+		if size > chunkLen {
+			assert.Zero(t, size%chunkLen, "whole chunks for %d", n)
+			assert.Less(t, size-chunkLen, (4*n+2)/3+1, "no more than a chunk beyond what %d keys need", n)
+		} else {
+			assert.LessOrEqual(t, size, max(16, (4*n+2)/3+1), "exact size for %d", n)
 		}
 	}
+}
+
+// TestIndexGrowsIncrementally adds keys past several doublings and chunks
+// of the table and of the entries, checking while each growth is under way
+// (old and new tables both in use) that every key added so far is found
+// once, at its position, and that an absent key is not.
+func TestIndexGrowsIncrementally(t *testing.T) {
+	codec, err := newKeyCodec[int64]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, 0)
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 3*chunkLen + 123
+	migrating := 0
+	for i := range int64(n) {
+		sp := x.upsert(i * 7)
+		require.Zero(t, *sp, "new key %d", i*7)
+		*sp = slot(i + 1)
+		if x.old.chunks != nil {
+			migrating++
+		}
+		j := rng.Int64N(i + 1)
+		require.Equal(t, int(j), x.find(j*7), "key %d after adding %d", j*7, i*7)
+		require.Equal(t, -1, x.find(j*7+1), "absent key")
+	}
+	assert.Positive(t, migrating, "some upserts ran while the table was growing")
+	assert.Greater(t, len(x.ents), 3, "entries span chunks")
+	for i := range int64(n) {
+		s, ok := x.get(i * 7)
+		require.True(t, ok)
+		require.Equal(t, slot(i+1), s)
+		require.Equal(t, i*7, x.keyAt(int(i)))
+	}
+}
+
+// TestIndexStringArena: string keys live in the pointer-free arena, the
+// empty key and keys too long for a block included, and come back equal.
+func TestIndexStringArena(t *testing.T) {
+	codec, err := newKeyCodec[string]()
+	require.NoError(t, err)
+	x := newIndex(codec.hash, 0)
+	keys := []string{"", "a", strings.Repeat("b", refWhole-1), strings.Repeat("c", refWhole), strings.Repeat("d", 3<<20), "é\x00z"}
+	for i := range 5000 {
+		keys = append(keys, fmt.Sprintf("key-%d-%s", i, strings.Repeat("x", i%300)))
+	}
+	for i, k := range keys {
+		*x.upsert(k) = slot(i + 1)
+	}
+	for i, k := range keys {
+		require.Equal(t, i, x.find(k), "key of %d bytes", len(k))
+		require.Equal(t, k, x.keyAt(i), "key of %d bytes", len(k))
+	}
+	_, ok := x.get("key-1-y")
+	assert.False(t, ok)
+	assert.Greater(t, len(x.arena.blocks), 3, "the keys took several blocks")
 }

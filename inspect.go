@@ -132,9 +132,9 @@ func (v *View) load() error {
 	in.Results = JournalInfo{Path: r.results.path, Size: r.results.size, Records: resRecords}
 	in.Errors = JournalInfo{Path: r.errors.path, Size: r.errors.size, Records: errRecords}
 	liveErrors := 0
-	for _, e := range r.index.entries {
-		if !e.s.done() {
-			liveErrors += e.s.attempts()
+	for _, s := range r.index.all {
+		if !s.done() {
+			liveErrors += s.attempts()
 		}
 	}
 	in.Results.Superseded = in.Results.Records - r.completed
@@ -194,10 +194,8 @@ func openReadOnly(dir, name, suffix string) (*journal, error) {
 // older error by timestamp), without the meta file. It returns the number of
 // records in each journal.
 func (r *Runner[K, T]) loadIndex() (resRecords, errRecords int, err error) {
-	resLines, resKeys := r.results.sizeHintsOrZero()
-	errLines, errKeys := r.errors.sizeHintsOrZero()
-	var arena keyArena
-	r.reserveKeys(&arena, resKeys+errKeys)
+	resLines, _ := r.results.sizeHintsOrZero()
+	errLines, _ := r.errors.sizeHintsOrZero()
 	r.index = newIndex(r.keys.hash, resLines+errLines)
 	addError := func(off int64, sp *slot) {
 		errRecords++
@@ -227,7 +225,7 @@ func (r *Runner[K, T]) loadIndex() (resRecords, errRecords int, err error) {
 		if step.j.f == nil {
 			continue
 		}
-		if err := r.loadJournal(step.j, &arena, step.add); err != nil {
+		if err := r.loadJournal(step.j, step.add); err != nil {
 			return 0, 0, err
 		}
 		if t := r.lastTimestamp(step.j); t.After(r.lastTS) {

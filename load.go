@@ -19,6 +19,9 @@ type loadBatch[K comparable] struct {
 	keys   []K
 	offs   []int64
 	hashes []uint64 // of the keys
+	// arena holds the bytes of the batch's string keys until the index has
+	// copied them into its own arena; it is reused batch after batch.
+	arena keyArena
 }
 
 const (
@@ -37,7 +40,7 @@ func newLoadBatch[K comparable]() *loadBatch[K] {
 // loadJournal reads j (repairing a torn tail, see journal.load) and calls add
 // with the offset and index slot of every record's key, in file order. It
 // returns once the reading goroutine has ended.
-func (r *Runner[K, T]) loadJournal(j *journal, arena *keyArena, add func(off int64, sp *slot)) error {
+func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) error {
 	full := make(chan *loadBatch[K], loadBatches)
 	free := make(chan *loadBatch[K], loadBatches)
 	for range loadBatches {
@@ -49,7 +52,7 @@ func (r *Runner[K, T]) loadJournal(j *journal, arena *keyArena, add func(off int
 		defer close(full)
 		b := <-free
 		err := j.load(r.log, func(off int64, rec record) error {
-			k, err := r.keys.keep(rec.key, arena)
+			k, err := r.keys.keep(rec.key, &b.arena)
 			if err != nil {
 				return err // journal.load names the file and line
 			}
@@ -69,27 +72,12 @@ func (r *Runner[K, T]) loadJournal(j *journal, arena *keyArena, add func(off int
 	}()
 	for b := range full {
 		r.index.upsertBatch(b.keys, b.hashes, func(i int, sp *slot) { add(b.offs[i], sp) })
-		clear(b.keys) // let go of string keys
+		clear(b.keys) // let go of string keys: the index copied what it keeps
 		b.keys, b.offs, b.hashes = b.keys[:0], b.offs[:0], b.hashes[:0]
+		b.arena.block = b.arena.block[:0]
 		free <- b
 	}
 	return <-errc
-}
-
-// reserveKeys sizes the arena for keyBytes of string keys. Without it,
-// Open's arena grew block by block and pushed the heap past the collector's
-// goal near the end of Open: a collection that had to trace ten million keys
-// cost a quarter of a 10M-line Open with string keys (measured with
-// GOGC=off). Allocated with the index, before any key is in it, the heap
-// reaches that size at once; a collection then, if any, finds nothing to
-// trace, and the next goal is past what Open needs.
-func (r *Runner[K, T]) reserveKeys(arena *keyArena, keyBytes int) {
-	if r.keys.decodeIn == nil {
-		return // not string keys: nothing goes in the arena
-	}
-	if keyBytes > arenaBlock {
-		arena.block = make([]byte, 0, keyBytes)
-	}
 }
 
 // resultIsNewer reports whether the result line at resOff came after the
@@ -131,16 +119,12 @@ func (r *Runner[K, T]) load(o *options) error {
 	if r.results, err = openJournal(r.path("_results.jsonl"), o); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	// Open's large allocations (the key arena, the index's table, its
-	// entries) come one after the other, the entries last: the first starts
-	// a collection, and what is allocated while it marks is not scanned.
-	// Scanned while still untouched, the entries of string keys (they hold
-	// pointers) were mapped to the kernel's zero page and each page faulted
-	// again when written, with a TLB shootdown: 0.7 s of a 10M-key Open.
-	resLines, resKeys := r.results.sizeHints()
-	errLines, errKeys := r.errors.sizeHints()
-	var arena keyArena
-	r.reserveKeys(&arena, resKeys+errKeys)
+	// The index's table is sized from the files at once, and written in
+	// order (see newChunk). Its entries and string keys' bytes hold no
+	// pointers (see index), so a collection during Open has nothing of
+	// them to trace.
+	resLines, _ := r.results.sizeHints()
+	errLines, _ := r.errors.sizeHints()
 	r.index = newIndex(r.keys.hash, resLines+errLines)
 
 	// Keys go into the index in file order, so a key's latest line wins.
@@ -150,7 +134,7 @@ func (r *Runner[K, T]) load(o *options) error {
 		}
 		*sp = sp.failure(off)
 	}
-	if err := r.loadJournal(r.errors, &arena, addError); err != nil {
+	if err := r.loadJournal(r.errors, addError); err != nil {
 		return err
 	}
 	addResult := func(off int64, sp *slot) {
@@ -166,7 +150,7 @@ func (r *Runner[K, T]) load(o *options) error {
 		}
 		*sp = sp.result(off)
 	}
-	if err := r.loadJournal(r.results, &arena, addResult); err != nil {
+	if err := r.loadJournal(r.results, addResult); err != nil {
 		return err
 	}
 	r.lastTS = r.lastTimestamp(r.results)

@@ -165,19 +165,43 @@ func (r *Runner[K, T]) metaLocked() Meta {
 	}
 }
 
-// maybeWriteMeta refreshes the meta file at most about once a second. The
-// record is already safe, so a failure here is logged, not returned.
+// maybeWriteMeta refreshes the meta file at most about once a second, on a
+// goroutine of its own: the rewrite takes milliseconds (two fsyncs), and the
+// save that happened to cross the second used to pay them. No save waits for
+// it; Close waits for it to end (see metaWriters). The record is already
+// safe, so a failure here is logged, not returned.
 func (r *Runner[K, T]) maybeWriteMeta() {
-	if !r.metaMu.TryLock() {
-		return // another goroutine is writing it
+	if time.Now().UnixNano() < r.metaDue.Load() || !r.metaBusy.CompareAndSwap(false, true) {
+		return // not due, or a writer is under way
 	}
-	defer r.metaMu.Unlock()
-	if time.Since(r.metaWritten) < time.Second {
+	// Started under the read lock, after checking closed: Close sets closed
+	// under the write lock before it waits for the writers, so every Add
+	// happens before that Wait.
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		r.metaBusy.Store(false)
 		return
 	}
-	if err := r.writeMetaLocked(); err != nil {
-		r.log.Warn("checkpoint: could not update the meta file", "file", r.metaPath, "err", err)
-	}
+	r.metaWriters.Add(1)
+	r.mu.RUnlock()
+	go func() {
+		defer r.metaWriters.Done()
+		defer r.metaBusy.Store(false)
+		// Never wait for the lock: whoever holds it (Close, Clear, Open) is
+		// writing the meta file already.
+		if !r.metaMu.TryLock() {
+			return
+		}
+		defer r.metaMu.Unlock()
+		if time.Now().UnixNano() < r.metaDue.Load() {
+			return
+		}
+		if err := r.writeMetaLocked(); err != nil {
+			r.log.Warn("checkpoint: could not update the meta file", "file", r.metaPath, "err", err)
+			r.metaDue.Store(time.Now().Add(time.Second).UnixNano()) // retry later, not on every save
+		}
+	}()
 }
 
 func (r *Runner[K, T]) writeMeta() error {
@@ -202,5 +226,6 @@ func (r *Runner[K, T]) writeMetaLocked() error {
 		return fmt.Errorf("checkpoint: write meta: %w", err)
 	}
 	r.metaWritten = time.Now()
+	r.metaDue.Store(r.metaWritten.Add(time.Second).UnixNano())
 	return nil
 }

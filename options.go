@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"log/slog"
+	"time"
 )
 
 // An Option configures Open.
@@ -15,7 +16,10 @@ type options struct {
 	batch       batchOptions // read by OpenBatch only
 	sync        SyncPolicy
 	skipCorrupt bool
-	params      any // WithParams (runs.go)
+	params      any           // WithParams (runs.go)
+	ext         extOptions    // pipelines, in-flight tracking, WithDisabled, the cache
+	backend     Backend       // WithBackend; see backend.go
+	lease       time.Duration // WithLease
 
 	// Seams for fault-injection tests; nil in real use.
 	wrapFile func(appendFile) appendFile         // wraps each journal's file

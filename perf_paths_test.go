@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -489,4 +490,42 @@ func TestOpenStringKeysOutgrowTheReservation(t *testing.T) {
 	}
 	assert.Equal(t, len(lines), i)
 	assert.True(t, r.IsCompleted(strings.Repeat("long-key-", 20)+fmt.Sprint(len(lines)-1)))
+}
+
+// TestMetaRewriteOffTheSavingGoroutine: the save that makes the meta file
+// due returns while the rewrite is still blocked (here in its rename), the
+// rewrite then lands, and Close waits for it: no goroutine is left behind.
+func TestMetaRewriteOffTheSavingGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dir := t.TempDir()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var block atomic.Bool
+	rename := func(oldpath, newpath string) error {
+		if block.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return os.Rename(oldpath, newpath)
+	}
+	r := openQuiet[int, string](t, dir, "meta", withRename(rename))
+	require.NoError(t, r.SaveResult(1, "a"))
+	block.Store(true)
+	r.metaDue.Store(0) // a second has passed
+	saved := make(chan error, 1)
+	go func() { saved <- r.SaveResult(2, "b") }()
+	select {
+	case err := <-saved:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("SaveResult waited for the meta rewrite")
+	}
+	<-entered // the rewrite is under way, blocked
+	require.NoError(t, r.SaveResult(3, "c"), "saves go on meanwhile")
+	block.Store(false)
+	close(release)
+	require.NoError(t, r.Close())
+	m, err := readMeta(filepath.Join(dir, "meta_meta.json"))
+	require.NoError(t, err)
+	assert.Equal(t, 3, m.CompletedItems)
+	waitGoroutines(t, before)
 }

@@ -36,6 +36,7 @@ type processConfig struct {
 	timeout    time.Duration
 	total      int    // for the progress bar; -1 when unknown
 	desc       string // for the progress bar
+	claimed    bool   // items come from remoteProcess, already claimed
 }
 
 func newProcessConfig(opts []ProcessOption) (processConfig, error) {
@@ -214,6 +215,9 @@ func (r *Runner[K, T]) process(ctx context.Context, save outcomeSaver[K], items 
 	if r.runnerClosed() {
 		return Summary{}, ErrClosed
 	}
+	if r.backend != nil && !cfg.claimed {
+		return r.remoteProcess(ctx, save, items, keyFn, fn, cfg, bar)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := &processRun[K, T]{
@@ -227,8 +231,12 @@ func (r *Runner[K, T]) process(ctx context.Context, save outcomeSaver[K], items 
 	var wg sync.WaitGroup
 	for range cfg.workers {
 		wg.Go(func() {
+			fl := r.processSlot() // in-flight tracking; nil when off
+			defer fl.release()
 			for j := range jobs {
+				r.begin(fl, j.key)
 				p.do(j)
+				fl.end()
 			}
 		})
 	}

@@ -13,6 +13,9 @@ import (
 // Result decodes key's latest result into v, as json.Unmarshal would. It
 // reads from disk. found is false, with a nil error, if key is not completed.
 func (r *Runner[K, T]) Result(key K, v any) (found bool, err error) {
+	if r.backend != nil {
+		return r.remoteResult(key, v)
+	}
 	r.mu.RLock()
 	if r.closed {
 		r.mu.RUnlock()
@@ -48,6 +51,9 @@ func (r *Runner[K, T]) Result(key K, v any) (found bool, err error) {
 // safe to save inside it: a key saved for the first time during the loop is
 // not yielded, and a key saved again is yielded once, with its latest result.
 func (r *Runner[K, T]) AllResults() iter.Seq2[K, json.RawMessage] {
+	if r.backend != nil {
+		return r.remoteResults()
+	}
 	return func(yield func(K, json.RawMessage) bool) {
 		r.mu.RLock()
 		closed, gen, end := r.closed, r.gen, r.results.size
@@ -126,6 +132,9 @@ type Failure[K comparable] struct {
 // first, with their latest error. A key that failed and later succeeded is not
 // among them. It reads the messages from disk; an I/O error is reported by Err.
 func (r *Runner[K, T]) AllErrors() []Failure[K] {
+	if r.backend != nil {
+		return r.remoteErrors()
+	}
 	type entry struct {
 		key K
 		s   slot
@@ -138,9 +147,9 @@ func (r *Runner[K, T]) AllErrors() []Failure[K] {
 	}
 	gen := r.gen
 	entries := make([]entry, 0, r.failed)
-	for _, e := range r.index.entries {
-		if !e.s.done() {
-			entries = append(entries, entry{e.key, e.s})
+	for k, s := range r.index.all {
+		if !s.done() {
+			entries = append(entries, entry{k, s})
 		}
 	}
 	r.mu.RUnlock()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type Runner[K comparable, T any] struct {
 	metaPath    string
 	rename      func(oldpath, newpath string) error // os.Rename but in fault tests
 	run         *runLog                             // this run in NAME_runs.jsonl (runs.go)
+	backend     *remote                             // set by WithBackend: see backend_runner.go
 
 	mu        sync.RWMutex
 	closed    bool
@@ -60,9 +62,14 @@ type Runner[K comparable, T any] struct {
 
 	metaMu      sync.Mutex
 	metaWritten time.Time
+	metaDue     atomic.Int64   // unix ns after which a save rewrites the meta
+	metaBusy    atomic.Bool    // a background meta writer is under way
+	metaWriters sync.WaitGroup // background meta writers, which Close waits for
 
 	bufs  sync.Pool // *[]byte, for building errors lines
 	lines sync.Pool // *lineBuilder, for building results lines
+
+	ext runnerExt[K] // in-flight tracking, WithDisabled (inflight.go, disabled.go)
 }
 
 // slot is the per-key state, packed in one word to keep resume memory small:
@@ -121,6 +128,13 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	if o.backend != nil {
+		return openRemote[K, T](name, &o, keys)
+	}
+	tempDir, err := o.useTempDir() // WithDisabled
+	if err != nil {
+		return nil, err
+	}
 	if err := makeDir(o.dir); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -136,8 +150,10 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 		metaPath:    filepath.Join(o.dir, name+"_meta.json"),
 		rename:      o.rename,
 	}
-	r.lock, err = lockFile(filepath.Join(o.dir, name+".lock"))
+	r.ext.tempDir = tempDir
+	r.lock, err = r.lockFor(&o)
 	if err != nil {
+		r.closeExt()
 		if errors.Is(err, ErrLocked) {
 			return nil, fmt.Errorf("checkpoint: open %q in %s: %w", name, o.dir, ErrLocked)
 		}
@@ -145,15 +161,23 @@ func Open[K comparable, T any](name string, opts ...Option) (*Runner[K, T], erro
 	}
 	if err := finishRenames(o.dir, name, r.log); err != nil { // of a compact, retry, forget or reset killed midway
 		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	removeTemps(r.metaPath, r.log) // left by a run killed while writing the meta
 	if err := r.load(&o); err != nil {
 		r.closeFiles()
+		r.closeExt()
+		return nil, err
+	}
+	if err := r.openInFlight(&o); err != nil {
+		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	if err := r.startRun(&o); err != nil {
 		r.closeFiles()
+		r.closeExt()
 		return nil, err
 	}
 	return r, nil
@@ -185,6 +209,7 @@ func (r *Runner[K, T]) dataFiles() []string {
 		r.path("_errors.jsonl.torn"),
 		r.path("_results.jsonl.corrupt"),
 		r.path("_errors.jsonl.corrupt"),
+		r.crashesPath(),
 	}
 }
 
@@ -197,11 +222,16 @@ func (r *Runner[K, T]) dataFiles() []string {
 // If the runner is closed the iterator yields nothing and Err reports
 // ErrClosed.
 func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(slices.Values(items), keyFn, len(items))
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
 		var c cursor
+		fl := r.iterateSlot() // nil unless WithInFlightIterate
+		defer fl.release()
 		for _, item := range items {
-			if r.pending(keyFn(item), &c) && !yield(item) {
+			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}
@@ -212,12 +242,17 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 // so its memory does not depend on the input's size. Progress's total counts
 // the items seen so far.
 func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T] {
+	if r.backend != nil {
+		return r.remoteIterate(items, keyFn, -1)
+	}
 	return func(yield func(T) bool) {
 		r.total.Store(0)
 		var c cursor
+		fl := r.iterateSlot() // nil unless WithInFlightIterate
+		defer fl.release()
 		for item := range items {
 			r.total.Add(1)
-			if r.pending(keyFn(item), &c) && !yield(item) {
+			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}
@@ -243,7 +278,7 @@ func (r *Runner[K, T]) pending(k K, c *cursor) bool {
 	case s.done():
 		return false
 	default:
-		return r.maxAttempts == 0 || s.attempts() < r.maxAttempts
+		return (r.maxAttempts == 0 || s.attempts() < r.maxAttempts) && !r.givenUp(k)
 	}
 }
 
@@ -267,6 +302,13 @@ func (r *Runner[K, T]) Progress() (completed, total int) {
 // Err returns the first error an iterator (Iterate, IterateSeq, AllResults)
 // or AllErrors met, or nil. Iterators stop at an error; check Err after the
 // loop, as with bufio.Scanner.
+//
+// Like bufio.Scanner's, the error is kept: it is the first one since Open,
+// is never reset, and a later loop does not clear it. A Runner is one job's
+// checkpoint, so an error in any of its loops means the job's view of it was
+// incomplete; a new Runner (Close, then Open) starts without one. With
+// loops on several goroutines, the first error of any of them is the one
+// reported.
 func (r *Runner[K, T]) Err() error {
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
@@ -285,6 +327,9 @@ func (r *Runner[K, T]) setErr(err error) {
 // meta. The runner stays open and usable, as if freshly created. Streams
 // from AllResults that are under way stop.
 func (r *Runner[K, T]) Clear() error {
+	if r.backend != nil {
+		return r.remoteClear()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.Lock()
@@ -299,6 +344,7 @@ func (r *Runner[K, T]) Clear() error {
 		}
 	}
 	r.index.reset(0)
+	r.forgetCrashes()
 	r.completed, r.failed = 0, 0
 	r.total.Store(0)
 	r.startedAt = time.Now()
@@ -315,6 +361,9 @@ func (r *Runner[K, T]) Clear() error {
 // closes the files and releases the checkpoint for the next Runner. Methods
 // called afterwards return ErrClosed, as does a second Close.
 func (r *Runner[K, T]) Close() error {
+	if r.backend != nil {
+		return r.remoteClose()
+	}
 	r.metaMu.Lock()
 	defer r.metaMu.Unlock()
 	r.mu.RLock()
@@ -327,8 +376,9 @@ func (r *Runner[K, T]) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.metaWriters.Wait()
 	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
-	return errors.Join(err, r.closeFiles())
+	return errors.Join(err, r.closeFiles(), r.closeExt())
 }
 
 func (r *Runner[K, T]) closeFiles() error {

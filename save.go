@@ -17,6 +17,9 @@ import (
 // fails: the record was written, counts as saved and survives the death of
 // the process, but may not survive a power cut.
 func (r *Runner[K, T]) SaveResult(key K, result any) error {
+	if r.backend != nil {
+		return r.remoteSaveResult(key, result)
+	}
 	// The line is built in a pooled buffer, result encoded in place: with
 	// json.Marshal every result was allocated and copied once more.
 	lb := r.getLineBuilder()
@@ -94,6 +97,9 @@ func (r *Runner[K, T]) commitResult(key K, line []byte, now time.Time) error {
 func (r *Runner[K, T]) SaveError(key K, err error) error {
 	if err == nil {
 		return errors.New("checkpoint: SaveError with a nil error")
+	}
+	if r.backend != nil {
+		return r.remoteSaveError(key, err)
 	}
 	bp := r.getBuf()
 	defer r.bufs.Put(bp)

@@ -16,10 +16,28 @@ import (
 // before SaveResult returns. The policy decides what survives an operating
 // system crash or a power cut. Use SyncNone, SyncAlways or SyncInterval; the
 // zero value is SyncNone.
-type SyncPolicy struct {
-	kind     syncKind
-	interval time.Duration
-}
+//
+// A policy is a plain value: SyncNone and SyncAlways are constants, so no
+// code can change what they mean for the rest of the program.
+type SyncPolicy int64
+
+// The policies without a parameter.
+const (
+	// SyncNone, the default, never forces records to disk while the runner
+	// is open; the operating system writes them back within seconds. A power
+	// cut may lose the records saved in those last seconds. Close syncs.
+	SyncNone SyncPolicy = 0
+
+	// SyncAlways makes SaveResult and SaveError return only once their
+	// record is on stable storage. Savers running at the same time share
+	// each fsync (group commit), so many goroutines are not limited to one
+	// fsync per record.
+	SyncAlways SyncPolicy = -1
+)
+
+// syncBadInterval is SyncInterval of a duration of 0 or less, refused by
+// Open.
+const syncBadInterval SyncPolicy = -2
 
 type syncKind uint8
 
@@ -27,29 +45,35 @@ const (
 	syncNone syncKind = iota
 	syncAlways
 	syncInterval
+	syncInvalid
 )
 
-var (
-	// SyncNone, the default, never forces records to disk while the runner
-	// is open; the operating system writes them back within seconds. A power
-	// cut may lose the records saved in those last seconds. Close syncs.
-	SyncNone = SyncPolicy{}
+// A positive policy is SyncInterval of that many nanoseconds.
+func (p SyncPolicy) kind() syncKind {
+	switch {
+	case p == SyncNone:
+		return syncNone
+	case p == SyncAlways:
+		return syncAlways
+	case p > 0:
+		return syncInterval
+	}
+	return syncInvalid
+}
 
-	// SyncAlways makes SaveResult and SaveError return only once their
-	// record is on stable storage. Savers running at the same time share
-	// each fsync (group commit), so many goroutines are not limited to one
-	// fsync per record.
-	SyncAlways = SyncPolicy{kind: syncAlways}
-)
+func (p SyncPolicy) interval() time.Duration { return time.Duration(p) }
 
 // SyncInterval forces records to stable storage in the background, at most
 // once every d and no later than about d after a record was saved: a power
 // cut loses at most the records saved in the last d (plus the time one fsync
 // takes). Saves never wait for the disk. The fsync runs on a goroutine that
 // exists only while records are waiting for it; Close stops it and waits for
-// it. d must be more than 0.
+// it. d must be more than 0: Open refuses the policy otherwise.
 func SyncInterval(d time.Duration) SyncPolicy {
-	return SyncPolicy{kind: syncInterval, interval: d}
+	if d <= 0 {
+		return syncBadInterval
+	}
+	return SyncPolicy(d)
 }
 
 // WithSync sets when saved records are forced to stable storage. The default
@@ -61,22 +85,25 @@ func WithSync(p SyncPolicy) Option {
 }
 
 func (p SyncPolicy) String() string {
-	switch p.kind {
+	switch p.kind() {
 	case syncNone:
 		return "SyncNone"
 	case syncAlways:
 		return "SyncAlways"
 	case syncInterval:
-		return fmt.Sprintf("SyncInterval(%v)", p.interval)
+		return fmt.Sprintf("SyncInterval(%v)", p.interval())
 	}
-	return fmt.Sprintf("SyncPolicy(%d)", p.kind)
+	if p == syncBadInterval {
+		return "SyncInterval(<= 0)"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int64(p))
 }
 
 func (p SyncPolicy) check() error {
-	if p.kind == syncInterval && p.interval <= 0 {
+	if p == syncBadInterval {
 		return fmt.Errorf("checkpoint: %v: the interval must be more than 0", p)
 	}
-	if p.kind > syncInterval {
+	if p.kind() == syncInvalid {
 		return fmt.Errorf("checkpoint: unknown sync policy %v", p)
 	}
 	return nil
@@ -123,7 +150,7 @@ func newSyncer(p SyncPolicy, path string, sync func() error, log *slog.Logger) *
 // runner's lock. With SyncAlways it returns once the record is on stable
 // storage, or the fsync's error.
 func (s *syncer) saved() error {
-	switch s.policy.kind {
+	switch s.policy.kind() {
 	case syncAlways:
 		if err := s.wait(); err != nil {
 			return fmt.Errorf("checkpoint: sync %s: %w", s.path, err)
@@ -173,7 +200,7 @@ func (s *syncer) schedule() {
 		return
 	}
 	s.flushes.Add(1)
-	s.timer = time.AfterFunc(s.policy.interval, s.flush)
+	s.timer = time.AfterFunc(s.policy.interval(), s.flush)
 }
 
 func (s *syncer) flush() {

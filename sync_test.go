@@ -90,7 +90,11 @@ func TestSyncPolicyOption(t *testing.T) {
 	assert.Equal(t, "SyncNone", SyncNone.String())
 	assert.Equal(t, "SyncAlways", SyncAlways.String())
 	assert.Equal(t, "SyncInterval(50ms)", SyncInterval(50*time.Millisecond).String())
-	assert.Equal(t, SyncNone, SyncPolicy{}, "the zero value is SyncNone")
+	var zero SyncPolicy
+	assert.Equal(t, SyncNone, zero, "the zero value is SyncNone")
+	_, err := Open[int, int]("job", WithDir(t.TempDir()), WithSync(SyncPolicy(-7)))
+	require.Error(t, err, "a policy that is none of the three")
+	assert.Contains(t, err.Error(), "unknown sync policy")
 	for _, d := range []time.Duration{0, -time.Second} {
 		_, err := Open[int, int]("job", WithDir(t.TempDir()), WithSync(SyncInterval(d)))
 		require.Error(t, err, "SyncInterval(%v)", d)

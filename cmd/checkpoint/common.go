@@ -20,10 +20,15 @@ import (
 // error that says where to look when there is none.
 func (e *env) inspect(name string) (*checkpoint.View, error) {
 	v, err := checkpoint.Inspect(e.dir, name)
+	return v, e.explain(name, err)
+}
+
+// explain rewords the library's errors where the command knows better.
+func (e *env) explain(name string, err error) error {
 	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
-		return nil, fmt.Errorf("no checkpoint %q in %s (checkpoint ls --dir %s lists them)", name, e.dir, e.dir)
+		return fmt.Errorf("no checkpoint %q in %s (checkpoint ls --dir %s lists them)", name, e.dir, e.dir)
 	}
-	return v, err
+	return err
 }
 
 // names lists the checkpoints in dir: every NAME with a NAME_results.jsonl,

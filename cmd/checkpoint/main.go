@@ -103,8 +103,10 @@ func subcommands() []func(*env) *cobra.Command {
 		newForgetCmd,
 		newCompactCmd,
 		newResetCmd,
+		newWatchCmd,
 		newCompareCmd,
 		newRunsCmd,
+		newServeCmd,
 	}
 }
 

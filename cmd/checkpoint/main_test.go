@@ -376,3 +376,66 @@ func TestHelpHasExamples(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "Examples:")
 }
+
+// TestHelperSlowJob is the child of TestWatchFollowsAJob: a job of 40 items
+// that saves one every 10ms, every eighth a failure, then closes.
+func TestHelperSlowJob(t *testing.T) {
+	dir := os.Getenv("CHECKPOINT_SLOW_DIR")
+	if dir == "" {
+		t.Skip("only run as the child of TestWatchFollowsAJob")
+	}
+	r, err := checkpoint.Open[int, int]("slow", checkpoint.WithDir(dir))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	items := make([]int, 40)
+	for i := range items {
+		items[i] = i
+	}
+	fmt.Println("opened")
+	for it := range r.Iterate(items, func(i int) int { return i }) {
+		time.Sleep(10 * time.Millisecond)
+		if it%8 == 7 {
+			r.SaveError(it, fmt.Errorf("HTTP 503 on item %d", it))
+			continue
+		}
+		r.SaveResult(it, it)
+	}
+	r.Close()
+	os.Exit(0)
+}
+
+func TestWatchFollowsAJob(t *testing.T) {
+	dir := t.TempDir()
+	// A first save, so that the checkpoint exists before watch starts.
+	r, err := checkpoint.Open[int, int]("slow", checkpoint.WithDir(dir))
+	require.NoError(t, err)
+	require.NoError(t, r.SaveResult(0, 0))
+	require.NoError(t, r.Close())
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSlowJob$")
+	cmd.Env = append(os.Environ(), "CHECKPOINT_SLOW_DIR="+dir)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer cmd.Wait()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "opened\n", line)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"watch", "slow", "--every", "100ms", "--dir", dir}, &out, &errb)
+	require.Equal(t, 0, code, errb.String())
+	require.NoError(t, ctx.Err(), "watch did not end when the job did")
+	text := out.String()
+	assert.Contains(t, text, "slow: resumed")
+	for _, item := range []int{7, 15, 23, 31, 39} {
+		assert.Contains(t, text, fmt.Sprintf("failed %d (attempt 1): HTTP 503 on item %d\n", item, item))
+	}
+	assert.Regexp(t, `slow: \d+ done, \d+ failed|slow: \d+/40 \(\d+%\), \d+ failed`, text, "a progress line while the job ran")
+	assert.Contains(t, text, "slow: finished 40/40")
+	assert.Contains(t, text, "5 failed")
+}

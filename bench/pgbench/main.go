@@ -1,0 +1,336 @@
+// Command pgbench measures the Postgres backend against its targets, on a
+// throwaway local cluster (Debian's postgresql package) or the server of -db:
+//
+//   - throughput: -procs processes of -workers Process workers each, over
+//     -items no-op items of one checkpoint, against River (riverqueue/river
+//     with riverpgxv5) inserting and completing as many no-op jobs with the
+//     same processes and workers, on the same server;
+//
+//   - claims: round trips of claim statements per 100 items;
+//
+//   - resume: Open of a checkpoint of -resume completed keys, up to the
+//     first item yielded, on Postgres against the files.
+//
+//     cd bench && go run ./pgbench            # all figures
+//     cd bench && go run ./pgbench -items 20000 -resume 100000   # a smoke test
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/checkpoint-go/checkpoint"
+	"github.com/checkpoint-go/checkpoint/postgres"
+	"github.com/checkpoint-go/checkpoint/postgres/pgtest"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+var (
+	items   = flag.Int("items", 100_000, "no-op items (and River jobs) in the throughput figures")
+	procs   = flag.Int("procs", 4, "worker processes")
+	workers = flag.Int("workers", 16, "workers per process")
+	resume  = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
+	db      = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
+	child   = flag.String("child", "", "internal: checkpoint or river")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	if *child != "" {
+		return runChild(ctx)
+	}
+	urlFor := func(name string) (string, error) { return *db, nil }
+	if *db == "" {
+		c, err := pgtest.Start()
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		urlFor = c.CreateDB
+	}
+	ckURL, err := urlFor("ckpt")
+	if err != nil {
+		return err
+	}
+	s, err := postgres.Open(ctx, ckURL)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	// checkpoint
+	start := time.Now()
+	outs, err := spawn("checkpoint", ckURL)
+	if err != nil {
+		return err
+	}
+	ckTime := time.Since(start)
+	var claims, claimed, commits, saves int64
+	for _, o := range outs {
+		var st postgres.Stats
+		if err := json.Unmarshal([]byte(o), &st); err != nil {
+			return fmt.Errorf("child said %q: %w", o, err)
+		}
+		claims += st.ClaimRoundTrips
+		claimed += st.ClaimedKeys
+		commits += st.SaveRoundTrips
+		saves += st.Saves
+	}
+	var done int
+	s.Pool().QueryRow(ctx, `SELECT count(*) FROM checkpoint.items WHERE state = 2`).Scan(&done)
+	if done != *items {
+		return fmt.Errorf("checkpoint: %d items completed, want %d", done, *items)
+	}
+	ckRate := float64(*items) / ckTime.Seconds()
+
+	// River
+	rvURL, err := urlFor("river")
+	if err != nil {
+		return err
+	}
+	rvTime, err := riverRun(ctx, rvURL)
+	if err != nil {
+		return err
+	}
+	rvRate := float64(*items) / rvTime.Seconds()
+
+	fmt.Printf("| figure | value | reference | ratio | target |\n|---|---|---|---|---|\n")
+	fmt.Printf("| Process on Postgres, %d processes x %d workers, %d no-op items | %.0f items/s (%.2fs) | River insert+complete: %.0f jobs/s (%.2fs) | %.2fx | >= 10000/s, >= 1x |\n",
+		*procs, *workers, *items, ckRate, ckTime.Seconds(), rvRate, rvTime.Seconds(), ckRate/rvRate)
+	fmt.Printf("| claim round trips per 100 items | %.2f (%d claims of %d keys) | — | — | <= 1 |\n",
+		100*float64(claims)/float64(*items), claims, claimed)
+	fmt.Printf("| save commits per 100 items | %.2f (%d commits of %d saves) | — | — | — |\n",
+		100*float64(commits)/float64(*items), commits, saves)
+	if *resume > 0 {
+		pg, files, err := resumeFigure(ctx, s)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| resume of %d completed keys to the first item: Open on Postgres | %.2fs | Open on files: %.2fs | %.2fx | <= 5x |\n",
+			*resume, pg.Seconds(), files.Seconds(), pg.Seconds()/files.Seconds())
+	}
+	return nil
+}
+
+// spawn runs the worker processes and returns what each printed.
+func spawn(mode, url string) ([]string, error) {
+	outs := make([]string, *procs)
+	errs := make([]error, *procs)
+	var wg sync.WaitGroup
+	for i := range *procs {
+		wg.Go(func() {
+			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers))
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			outs[i], errs[i] = strings.TrimSpace(string(out)), err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+func runChild(ctx context.Context) error {
+	switch *child {
+	case "checkpoint":
+		s, err := postgres.Open(ctx, *db)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		r, err := checkpoint.Open[int, int]("bench", checkpoint.WithBackend(s))
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		seq := func(yield func(int) bool) {
+			for i := range *items {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+		if _, err := r.Process(ctx, seq, func(i int) int { return i },
+			func(ctx context.Context, i int) (any, error) { return i, nil }, checkpoint.WithWorkers(*workers)); err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(s.Stats())
+	case "river":
+		return riverWorker(ctx)
+	}
+	return fmt.Errorf("unknown child %q", *child)
+}
+
+type noopArgs struct {
+	I int `json:"i"`
+}
+
+func (noopArgs) Kind() string { return "noop" }
+
+type noopWorker struct {
+	river.WorkerDefaults[noopArgs]
+}
+
+func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil }
+
+// riverRun migrates River's tables, starts the worker processes, inserts
+// the jobs with InsertMany and waits until all are completed. The time runs
+// from the first insert to the last completion.
+func riverRun(ctx context.Context, url string) (time.Duration, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	m, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return 0, err
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	var spawnErr error
+	wg.Go(func() { _, spawnErr = spawn("river", url) })
+	time.Sleep(2 * time.Second) // the workers are up and listening
+	start := time.Now()
+	for lo := 0; lo < *items; lo += 10_000 {
+		params := make([]river.InsertManyParams, 0, 10_000)
+		for i := lo; i < min(lo+10_000, *items); i++ {
+			params = append(params, river.InsertManyParams{Args: noopArgs{i}})
+		}
+		if _, err := client.InsertMany(ctx, params); err != nil {
+			return 0, err
+		}
+	}
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'completed'`).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n >= *items {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	wg.Wait()
+	return took, spawnErr
+}
+
+// riverWorker works the queue until every job is completed.
+func riverWorker(ctx context.Context) error {
+	pool, err := pgxpool.New(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ws := river.NewWorkers()
+	river.AddWorker(ws, &noopWorker{})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: *workers}},
+		Workers: ws,
+	})
+	if err != nil {
+		return err
+	}
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	for {
+		time.Sleep(100 * time.Millisecond)
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'completed'`).Scan(&n); err != nil {
+			return err
+		}
+		if n >= *items {
+			break
+		}
+	}
+	stop, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return client.Stop(stop)
+}
+
+// resumeFigure times Open up to the first item yielded, for a checkpoint of
+// *resume completed keys and one more pending, on Postgres and on files.
+func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files time.Duration, err error) {
+	n := *resume
+	if _, err := s.Pool().Exec(ctx, `WITH c AS (
+			INSERT INTO checkpoint.checkpoints (name) VALUES ('resume') RETURNING id)
+		INSERT INTO checkpoint.items (checkpoint_id, key, state, outcomes, result)
+		SELECT c.id, g::text, 2, 1, g::text::json FROM c, generate_series(0, $1 - 1) g`, n); err != nil {
+		return 0, 0, err
+	}
+	dir, err := os.MkdirTemp("", "pgbench-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	f, err := os.Create(filepath.Join(dir, "resume_results.jsonl"))
+	if err != nil {
+		return 0, 0, err
+	}
+	buf := make([]byte, 0, 1<<20)
+	ts := time.Now().Format("2006-01-02T15:04:05.000000-07:00")
+	for i := range n {
+		buf = fmt.Appendf(buf, `{"key":%d,"result":%d,"timestamp":"%s"}`+"\n", i, i, ts)
+		if len(buf) > 1<<20-100 {
+			f.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	f.Write(buf)
+	f.Close()
+	keys := make([]int, n+1)
+	for i := range keys {
+		keys[i] = i
+	}
+	first := func(opts ...checkpoint.Option) (time.Duration, error) {
+		start := time.Now()
+		r, err := checkpoint.Open[int, int]("resume", opts...)
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		for k := range r.Iterate(keys, func(i int) int { return i }) {
+			if k != n {
+				return 0, fmt.Errorf("first item %d, want %d", k, n)
+			}
+			break
+		}
+		return time.Since(start), r.Err()
+	}
+	if files, err = first(checkpoint.WithDir(dir)); err != nil {
+		return 0, 0, err
+	}
+	pg, err = first(checkpoint.WithBackend(s))
+	return pg, files, err
+}

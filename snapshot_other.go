@@ -1,0 +1,18 @@
+//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
+
+package checkpoint
+
+import (
+	"os"
+	"time"
+)
+
+// lockTemp cannot lock here; see abandoned.
+func lockTemp(*os.File) (bool, error) { return true, nil }
+
+// abandoned takes a temporary file untouched for a day as abandoned, since
+// without flock(2) a live writer cannot be told from a dead one.
+func abandoned(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && time.Since(fi.ModTime()) > 24*time.Hour
+}
