@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"math"
 	"slices"
@@ -201,7 +200,9 @@ type merger struct {
 	o      compareOptions
 	fields map[string]*FieldDiff
 	readA  *lineReader // A's results, read at the offsets of B's keys
-	canon  []byte
+	cursor int64       // where in A's results the next key of B probably is
+
+	matchedDone, matchedFailed int // A's keys found in B, by A's outcome
 }
 
 func (m *merger) run(ctx context.Context) error {
@@ -211,7 +212,9 @@ func (m *merger) run(ctx context.Context) error {
 	if err := m.walkB(ctx, m.b.results, true); err != nil {
 		return err
 	}
-	m.onlyA()
+	if err := m.onlyA(ctx); err != nil {
+		return err
+	}
 	m.c.Fields = make([]FieldDiff, 0, len(m.fields))
 	for _, f := range m.fields {
 		m.c.Fields = append(m.c.Fields, *f)
@@ -225,44 +228,74 @@ func (m *merger) run(ctx context.Context) error {
 // walkB handles every line of one of B's journals that is its key's latest
 // outcome.
 func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
-	return scanRecords(ctx, j, func(off int64, lineNo int, line []byte, rec record) error {
-		var err error
-		m.canon, _, err = canonicalKey(m.canon[:0], rec.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
+	// Without superseded lines in this journal, every line is its key's
+	// latest outcome: no need to look the keys up in B's index.
+	allLatest := m.b.supersededErrors == 0
+	if isResult {
+		allLatest = m.b.supersededResults == 0
+	}
+	touch := func(h uint64) {
+		m.a.table.touch(h)
+		if !allLatest {
+			m.b.table.touch(h)
 		}
-		h := m.b.table.hash(m.canon)
-		sb := m.b.lookup(m.canon, h)
-		if sb == nil || sb.done() != isResult || sb.offset() != off {
-			return nil // not this key's latest outcome
+	}
+	// Two runs over the same items usually save them in the same order.
+	// When every line of A's results is its key's latest, the line after
+	// the last one matched is tried first, read sequentially, before a
+	// lookup in A's index: a hash lookup in a table far larger than the
+	// caches costs a cache miss per key.
+	useCursor := isResult && m.readA != nil && m.a.supersededResults == 0
+	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine, rec record) error {
+		if !allLatest {
+			sb := m.b.lookup(p.canon, p.h)
+			if sb == nil || sb.done() != isResult || sb.offset() != p.off {
+				return nil // not this key's latest outcome
+			}
 		}
-		sa := m.a.lookup(m.canon, h)
 		var lineA []byte
-		if sa != nil {
-			if sa.done() {
-				lineA, err = m.readA.line(sa.offset())
-			} else {
-				lineA, err = m.a.errors.readLine(sa.offset())
-			}
-			if err != nil {
-				return err
-			}
-			if !lineKeyIs(lineA, m.canon) {
-				sa = nil // another key with the same hash
+		var err error
+		inA, doneA := false, false
+		if useCursor && m.cursor < m.a.results.size {
+			if l, err := m.readA.line(m.cursor); err == nil && lineKeyIs(l, p.canon) {
+				lineA, inA, doneA = l, true, true
+				m.cursor += int64(len(l)) + 1
 			}
 		}
-		key := string(m.canon)
-		if sa == nil {
+		if !inA {
+			if sa := m.a.lookup(p.canon, p.h); sa != nil {
+				if sa.done() {
+					lineA, err = m.readA.line(sa.offset())
+				} else {
+					lineA, err = m.a.errors.readLine(sa.offset())
+				}
+				if err != nil {
+					return err
+				}
+				// Another key with the same hash is not a match.
+				inA, doneA = lineKeyIs(lineA, p.canon), sa.done()
+				if inA && doneA {
+					m.cursor = sa.offset() + int64(len(lineA)) + 1
+				}
+			}
+		}
+		key := string(p.canon)
+		if !inA {
 			m.c.OnlyB.add(key, isResult, m.o.examples)
 			return nil
 		}
-		*sa |= viewSeen
+		if doneA {
+			m.matchedDone++
+		} else {
+			m.matchedFailed++
+		}
 		m.c.Both++
 		recA, _ := parseRecord(lineA)
+		line := p.line
 		switch {
-		case sa.done() && isResult:
+		case doneA && isResult:
 			m.compareResults(key, recA.body, rec.body)
-		case sa.done():
+		case doneA:
 			if m.c.FailedOnlyInB.count(m.o.examples) {
 				m.c.FailedOnlyInB.add(OutcomeChange{Key: key, ErrorB: errorMessage(line)})
 			}
@@ -305,52 +338,51 @@ func (o *Outcomes) count(examples int) bool {
 
 func (o *Outcomes) add(c OutcomeChange) { o.Examples = append(o.Examples, c) }
 
-// onlyA counts A's keys that B did not have. Its examples are the earliest
-// saved: those with the lowest offsets.
-func (m *merger) onlyA() {
-	var firsts []viewSlot // results first, then errors, each by offset
-	less := func(x, y viewSlot) int {
-		if x.done() != y.done() {
-			if x.done() {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Compare(x.offset(), y.offset())
+// onlyA counts A's keys that B did not have: those A has, less those
+// matched. Its examples are the first in A's files (results, then errors)
+// whose key is not in B, found by a scan that stops once it has them.
+func (m *merger) onlyA(ctx context.Context) error {
+	k := &m.c.OnlyA
+	k.Completed = m.a.completed - m.matchedDone
+	k.Failed = m.a.failed - m.matchedFailed
+	k.Count = k.Completed + k.Failed
+	if k.Count == 0 || m.o.examples == 0 {
+		return nil
 	}
-	m.a.each(func(s *viewSlot) {
-		if s.seen() {
-			return
+	enough := errors.New("enough examples")
+	for _, isResult := range []bool{true, false} {
+		j := m.a.errors
+		if isResult {
+			j = m.a.results
 		}
-		k := &m.c.OnlyA
-		k.Count++
-		if s.done() {
-			k.Completed++
-		} else {
-			k.Failed++
-		}
-		if m.o.examples == 0 {
-			return
-		}
-		i, _ := slices.BinarySearchFunc(firsts, *s, less)
-		if i < m.o.examples {
-			firsts = slices.Insert(firsts, i, *s)
-			if len(firsts) > m.o.examples {
-				firsts = firsts[:m.o.examples]
+		err := scanRecords(ctx, j, func(off int64, _ int, _ []byte, rec record) error {
+			canon, _, err := canonicalKey(nil, rec.key)
+			if err != nil {
+				return nil
 			}
+			h := m.a.table.hash(canon)
+			if sa := m.a.lookup(canon, h); sa == nil || sa.done() != isResult || sa.offset() != off {
+				return nil // not the key's latest outcome
+			}
+			if sb := m.b.lookup(canon, h); sb != nil {
+				if in, err := m.b.keyIs(*sb, canon); err != nil || in {
+					return err
+				}
+			}
+			k.Examples = append(k.Examples, string(canon))
+			if len(k.Examples) == m.o.examples {
+				return enough
+			}
+			return nil
+		})
+		if errors.Is(err, enough) {
+			return nil
 		}
-	})
-	for _, s := range firsts {
-		line, err := m.a.journalOf(s).readLine(s.offset())
 		if err != nil {
-			continue
-		}
-		if rec, ok := parseRecord(line); ok {
-			if canon, _, err := canonicalKey(nil, rec.key); err == nil {
-				m.c.OnlyA.Examples = append(m.c.OnlyA.Examples, string(canon))
-			}
+			return err
 		}
 	}
+	return nil
 }
 
 // compareResults compares the results of a key completed in both.

@@ -40,6 +40,9 @@ type lightView struct {
 	kinds           keyKinds
 	completed       int // keys whose latest outcome is a result
 	failed          int // keys whose latest outcome is an error
+	// Lines of each journal that are not their key's latest outcome. When
+	// there are none, every line is, and Compare need not look it up.
+	supersededResults, supersededErrors int
 }
 
 // openLightView opens ref read-only and indexes it. seed hashes the keys: views
@@ -147,17 +150,11 @@ func scanRecords(ctx context.Context, j *journal, fn func(off int64, lineNo int,
 // indexJournal adds every record of j to the index: the latest line of a
 // key wins, and a result wins over an error only if it is not older.
 func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool) error {
-	var canon []byte
-	return scanRecords(ctx, j, func(off int64, lineNo int, _ []byte, rec record) error {
-		var kind keyKind
-		var err error
-		canon, kind, err = canonicalKey(canon[:0], rec.key)
-		if err != nil {
-			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
-		}
-		v.kinds.add(kind, rec.key)
-		s := newViewSlot(off, isResult)
-		sp, isNew, err := v.upsert(canon)
+	t := &v.table
+	return scanAhead(ctx, j, t.hash, t.touch, func(p *pendingLine, rec record) error {
+		v.kinds.add(p.kind, rec.key)
+		s := newViewSlot(p.off, isResult)
+		sp, isNew, err := v.upsert(p.canon, p.h)
 		if err != nil {
 			return err
 		}
@@ -168,20 +165,82 @@ func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool)
 			} else {
 				v.failed++
 			}
-		case isResult && !sp.done():
+		case !isResult:
+			v.supersededErrors++
+		case sp.done():
+			v.supersededResults++
+		default:
 			// The key failed before: the result wins unless the error is
 			// newer (the two files are ordered only by their timestamps).
 			errTS, ok1 := v.timeAt(v.errors, sp.offset())
 			resTS, ok2 := parseTimestamp(rec.ts)
 			if ok1 && ok2 && resTS.Before(errTS) {
+				v.supersededResults++
 				return nil
 			}
+			v.supersededErrors++
 			v.failed--
 			v.completed++
 		}
 		*sp = s
 		return nil
 	})
+}
+
+// A pendingLine is a record that scanAhead holds back: a copy of its line,
+// with its key in canonical form and the key's hash.
+type pendingLine struct {
+	off    int64
+	lineNo int
+	h      uint64
+	kind   keyKind
+	canon  []byte
+	line   []byte
+}
+
+// aheadLines is how many records scanAhead holds back.
+const aheadLines = 16
+
+// scanAhead is scanRecords for work on hash tables far larger than the CPU
+// caches, where each record costs a cache miss or two: it hashes each
+// record's key, calls touch so that the table words the record will need
+// start loading, and hands the record to fn aheadLines records later, in
+// file order. The misses of those lines then overlap instead of following
+// one another, as in Open (see index.upsertBatch).
+func scanAhead(ctx context.Context, j *journal, hash func([]byte) uint64, touch func(h uint64), fn func(p *pendingLine, rec record) error) error {
+	var ring [aheadLines]pendingLine
+	n := 0
+	handle := func(p *pendingLine) error {
+		rec, _ := parseRecord(p.line) // parsed once already: it is a record
+		return fn(p, rec)
+	}
+	err := scanRecords(ctx, j, func(off int64, lineNo int, line []byte, rec record) error {
+		p := &ring[n%aheadLines]
+		if n >= aheadLines {
+			if err := handle(p); err != nil {
+				return err
+			}
+		}
+		var err error
+		if p.canon, p.kind, err = canonicalKey(p.canon[:0], rec.key); err != nil {
+			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
+		}
+		p.h = hash(p.canon)
+		touch(p.h)
+		p.off, p.lineNo = off, lineNo
+		p.line = append(p.line[:0], line...)
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := max(0, n-aheadLines); i < n; i++ {
+		if err := handle(&ring[i%aheadLines]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
@@ -200,8 +259,7 @@ func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
 // it (isNew, slot zero) if it is not in the index yet. A key whose hash
 // another key already has is told apart by reading that key's line: the
 // second one goes to the overflow map.
-func (v *lightView) upsert(canon []byte) (sp *viewSlot, isNew bool, err error) {
-	h := v.table.hash(canon)
+func (v *lightView) upsert(canon []byte, h uint64) (sp *viewSlot, isNew bool, err error) {
 	if len(v.table.overflow) > 0 {
 		if s, ok := v.table.overflow[string(canon)]; ok {
 			return s, false, nil
@@ -264,27 +322,13 @@ func (v *lightView) journalOf(s viewSlot) *journal {
 	return v.errors
 }
 
-// each calls fn with every slot of the index, in no particular order.
-func (v *lightView) each(fn func(s *viewSlot)) {
-	for i := range v.table.entries {
-		if v.table.entries[i].h != 0 {
-			fn(&v.table.entries[i].s)
-		}
-	}
-	for _, s := range v.table.overflow {
-		fn(s)
-	}
-}
-
-// viewSlot packs a key's latest outcome: bit 63 set for a result, bit 62
-// once Compare has matched the key with the other side, and the offset of
-// its latest line (in the results file for a result, in the errors file
-// for an error) below.
+// viewSlot packs a key's latest outcome: bit 63 set for a result, and the
+// offset of its latest line (in the results file for a result, in the
+// errors file for an error) below.
 type viewSlot uint64
 
 const (
 	viewDone = 1 << 63
-	viewSeen = 1 << 62
 	viewOff  = 1<<48 - 1
 )
 
@@ -297,7 +341,6 @@ func newViewSlot(off int64, isResult bool) viewSlot {
 }
 
 func (s viewSlot) done() bool    { return s&viewDone != 0 }
-func (s viewSlot) seen() bool    { return s&viewSeen != 0 }
 func (s viewSlot) offset() int64 { return int64(s & viewOff) }
 
 // keyTable maps 64-bit key hashes to slots: open addressing with linear
@@ -309,6 +352,7 @@ type keyTable struct {
 	mask     uint64
 	n        int
 	overflow map[string]*viewSlot // keys whose hash collided with another's
+	touched  uint64               // see touch: keeps its loads
 }
 
 type keyEntry struct {
@@ -326,6 +370,12 @@ func (t *keyTable) init(seed maphash.Seed, hint int) {
 
 func (t *keyTable) hash(canon []byte) uint64 {
 	return max(maphash.Bytes(t.seed, canon), 1)
+}
+
+// touch loads the table word where h's search starts, so that a lookup of
+// h a little later finds it in cache.
+func (t *keyTable) touch(h uint64) {
+	t.touched += t.entries[h&t.mask].h
 }
 
 func (t *keyTable) find(h uint64) *viewSlot {

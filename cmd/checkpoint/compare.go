@@ -167,17 +167,17 @@ func printComparison(w io.Writer, c *checkpoint.Comparison) error {
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(c.Params) > 0 && !(len(c.Params) == 1 && c.Params[0].A == nil && c.Params[0].B == nil) {
-		fmt.Fprintf(tw, "\nParams of the latest runs\tA\tB\t\n")
+		fmt.Fprintf(tw, "\nParams of the latest runs\tA\tB\n")
 		for _, d := range c.Params {
 			name := d.Name
 			if name == "" {
 				name = "(params)"
 			}
-			mark := ""
 			if d.Differs {
-				mark = "differs"
+				fmt.Fprintf(tw, "  %s\t%s\t%s\tdiffers\n", name, shownValue(d.A), shownValue(d.B))
+			} else {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, shownValue(d.A), shownValue(d.B))
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", name, shownValue(d.A), shownValue(d.B), mark)
 		}
 	}
 	if len(c.Metrics) > 0 {
