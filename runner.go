@@ -194,8 +194,9 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 	return func(yield func(T) bool) {
 		r.total.Store(int64(len(items)))
 		var c cursor
-		for _, item := range items {
-			if r.pending(keyFn(item), &c) && !yield(item) {
+		var la lookahead[K] // keys read ahead for shuffled items: see keyAhead
+		for i, item := range items {
+			if r.pending(r.keyAhead(&la, items, i, keyFn, &c), &c) && !yield(item) {
 				return
 			}
 		}
