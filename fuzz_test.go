@@ -305,3 +305,46 @@ func readFiles(t *testing.T, dir string) map[string][]byte {
 	}
 	return m
 }
+
+// FuzzParseAgreesWithJSON: on every line that encoding/json accepts as an
+// object with a "key" field, parseRecord (whichever of its paths reads the
+// line) yields the key encoding/json yields, the last "key" field's value,
+// and the last "timestamp" when it is a string.
+func FuzzParseAgreesWithJSON(f *testing.F) {
+	ts := `"2026-11-23T13:47:51.518145+00:00"`
+	for _, s := range []string{
+		`{"key":1,"result":2,"timestamp":` + ts + `}`,
+		`{"key":1,"result":2,"key":7,"timestamp":` + ts + `}`,
+		`{"key":1,"key":7,"timestamp":` + ts + `}`,
+		`{"key": 1, "result": {"key": 3}, "key": "7", "timestamp": ` + ts + `}`,
+		`{"key":1,"error":"e","attempt":2,"key":7,"timestamp":` + ts + `}`,
+		`{"key":1,"result":2,"k\u0065y":7,"timestamp":` + ts + `}`,
+		`{"key":1,"result":2,"KEY":7,"timestamp":` + ts + `}`,
+		`{"key":1,"result":"a:b","timestamp":` + ts + `}`,
+		`{"key":1,"result":2,"timestamp":"x","timestamp":` + ts + `}`,
+		`{"result":2,"key":1,"timestamp":` + ts + `}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(line, &m) != nil || m["key"] == nil {
+			return
+		}
+		rec, ok := parseRecord(line)
+		if !ok {
+			return // not a record (no timestamp field, say): nothing to agree on
+		}
+		if !bytes.Equal(rec.key, m["key"]) {
+			t.Fatalf("key %q, encoding/json reads %q in %q", rec.key, m["key"], line)
+		}
+		// A timestamp is compared as text when it is one as written: with an
+		// escape or invalid UTF-8 (which encoding/json replaces), it does not
+		// parse as a time on either path.
+		raw := m["timestamp"]
+		var want string
+		if json.Unmarshal(raw, &want) == nil && utf8.Valid(raw) && !bytes.ContainsRune(raw, '\\') && string(rec.ts) != want {
+			t.Fatalf("timestamp %q, encoding/json reads %q in %q", rec.ts, want, line)
+		}
+	})
+}

@@ -485,3 +485,35 @@ func (a *strArena) get(ref uint64) string {
 	}
 	return unsafe.String(&b[ref>>refBits&refMask], n)
 }
+
+// lookahead holds keys computed ahead of Iterate's loop, for prefetch.
+type lookahead[K comparable] struct {
+	keys [prefetchLen]K
+	i, n int // keys[i:n] are the keys of the next items
+	sink uint64
+}
+
+// keyAhead returns the key of items[i]. While items come in the order of
+// the entries (c.off is false) it is keyFn(items[i]); once they do not, it
+// computes the keys of the next prefetchLen items at once and prefetches
+// their index memory, so that the lookups that follow, one per item, as
+// they are reached, find it in cache. keyFn is still called once per item,
+// up to prefetchLen items before the loop reaches them.
+func (r *Runner[K, T]) keyAhead(la *lookahead[K], items []T, i int, keyFn func(T) K, c *cursor) K {
+	if la.i < la.n {
+		la.i++
+		return la.keys[la.i-1]
+	}
+	if !c.off {
+		return keyFn(items[i])
+	}
+	la.n = min(prefetchLen, len(items)-i)
+	for j := range la.n {
+		la.keys[j] = keyFn(items[i+j])
+	}
+	la.i = 1
+	r.mu.RLock()
+	r.index.prefetch(la.keys[:la.n], &la.sink)
+	r.mu.RUnlock()
+	return la.keys[0]
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -239,4 +240,25 @@ func TestIndexStringArena(t *testing.T) {
 	_, ok := x.get("key-1-y")
 	assert.False(t, ok)
 	assert.Greater(t, len(x.arena.blocks), 3, "the keys took several blocks")
+}
+
+// TestIndexStringKeysAreNotObjects: string keys are copied into the arena,
+// a few blocks, not kept as one heap object per key (nor pointers for the
+// collector to trace): 200k keys, each a string of its own that the caller
+// drops, leave far fewer than 200k live objects.
+func TestIndexStringKeysAreNotObjects(t *testing.T) {
+	codec, err := newKeyCodec[string]()
+	require.NoError(t, err)
+	const n = 200_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	x := newIndex(codec.hash, n)
+	for i := range n {
+		*x.upsert(fmt.Sprintf("key-%08d", i)) = slot(i + 1)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	assert.Less(t, int64(after.HeapObjects)-int64(before.HeapObjects), int64(1000), "live heap objects added by %d keys", n)
+	require.Equal(t, n-1, x.find(fmt.Sprintf("key-%08d", n-1)))
 }

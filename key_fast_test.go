@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -367,4 +369,41 @@ func TestParseCompactAgreesWithParseFraming(t *testing.T) {
 		}
 		check(b)
 	}
+}
+
+// TestDuplicateKeyLastWins: a line with two "key" fields means the last
+// one, as encoding/json and Python's json.loads read it, on every path of
+// the parser and through Open.
+func TestDuplicateKeyLastWins(t *testing.T) {
+	ts := `"2026-11-23T13:47:51.518145+00:00"`
+	tests := []struct {
+		name, line, key string
+	}{
+		{"compact result line", `{"key":1,"result":2,"key":7,"timestamp":` + ts + `}`, `7`},
+		{"key right after key", `{"key":1,"key":7,"timestamp":` + ts + `}`, `7`},
+		{"Python spacing", `{"key": "1", "result": [1], "key": "7", "timestamp": ` + ts + `}`, `"7"`},
+		{"errors line", `{"key":1,"error":"e","attempt":2,"key":7,"timestamp":` + ts + `}`, `7`},
+		{"escaped field name", `{"key":1,"result":2,"k\u0065y":7,"timestamp":` + ts + `}`, `7`},
+		{"nested key is not the key", `{"key":1,"result":{"key":3},"timestamp":` + ts + `}`, `1`},
+		{"other case is another field", `{"key":1,"result":2,"KEY":7,"timestamp":` + ts + `}`, `1`},
+		{"string with a colon", `{"key":1,"result":"key:x","timestamp":` + ts + `}`, `1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, ok := parseRecord([]byte(tt.line))
+			require.True(t, ok)
+			assert.Equal(t, tt.key, string(rec.key))
+			assert.True(t, rec.whole)
+		})
+	}
+	t.Run("Open", func(t *testing.T) {
+		dir := t.TempDir()
+		line := `{"key": 1, "result": 2, "key": 7, "timestamp": ` + ts + "}\n"
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "dup_results.jsonl"), []byte(line), 0o644))
+		r, err := Open[int, int]("dup", WithDir(dir), WithLogger(quietLog))
+		require.NoError(t, err)
+		defer r.Close()
+		assert.True(t, r.IsCompleted(7))
+		assert.False(t, r.IsCompleted(1))
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -528,4 +529,40 @@ func TestMetaRewriteOffTheSavingGoroutine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, m.CompletedItems)
 	waitGoroutines(t, before)
+}
+
+// TestIterateShuffledReadsAhead: over shuffled items (the read-ahead path of
+// keyAhead), Iterate yields exactly the items not completed, each key once
+// even when a duplicate follows within the same read-ahead batch and the
+// first was saved in the loop, and calls keyFn once per item.
+func TestIterateShuffledReadsAhead(t *testing.T) {
+	r := openQuiet[int, int](t, t.TempDir(), "shuffled")
+	defer r.Close()
+	const n = 10 * prefetchLen
+	for i := 0; i < n; i += 2 {
+		require.NoError(t, r.SaveResult(i, "done"))
+	}
+	items := make([]int, 0, n+n/4)
+	for i := range n {
+		items = append(items, i)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+	for i := 0; i < n/4; i++ { // duplicates right after their first
+		p := rng.IntN(len(items) - 1)
+		items = slices.Insert(items, p+1, items[p])
+	}
+	calls := 0
+	seen := map[int]int{}
+	for it := range r.Iterate(items, func(v int) int { calls++; return v }) {
+		seen[it]++
+		require.NoError(t, r.SaveResult(it, "now"))
+	}
+	require.NoError(t, r.Err())
+	assert.Equal(t, len(items), calls, "keyFn once per item")
+	assert.Len(t, seen, n/2)
+	for k, c := range seen {
+		assert.Equal(t, 1, c, "key %d", k)
+		assert.Equal(t, 1, k%2, "key %d was completed", k)
+	}
 }

@@ -141,19 +141,73 @@ type record struct {
 	key  []byte // the key's raw JSON
 	body []byte // the raw JSON after the key: the result, or the error message
 	ts   []byte // the timestamp's text, without quotes; empty if absent
+	// whole is false when body's brackets and strings do not close: a line
+	// cut short that still looks framed (see journal.load).
+	whole bool
 }
 
 // parseRecord splits a line (without its newline) into its parts. ok is false
 // when the line is not a record: garbage, or a line cut short.
+//
+// Whatever path reads it, a line that is valid JSON gives the record
+// encoding/json would (and Python's json.loads): in particular the last
+// "key" field wins when there are several, so the fast paths hand such
+// lines to the slow one (FuzzParseAgreesWithJSON holds them to it).
 func parseRecord(line []byte) (rec record, ok bool) {
 	// parseRecordFast spelled out: one call less per line in Open.
-	if rec, ok = parseCompact(line); ok {
-		return rec, true
+	if rec, ok = parseCompact(line); !ok {
+		if rec, ok = parseFraming(line); !ok {
+			return parseRecordSlow(line)
+		}
 	}
-	if rec, ok = parseFraming(line); ok {
-		return rec, true
+	// One pass over the body checks that it is whole and that no field at
+	// its top level is another "key".
+	var keyField bool
+	rec.whole, keyField = scanBody(rec.body)
+	if keyField {
+		return parseRecordSlow(line)
 	}
-	return parseRecordSlow(line)
+	return rec, true
+}
+
+// scanBody reports whether b's brackets and strings close (see balanced, of
+// which it is a copy with one more check), and whether a string at its top
+// level is followed by a colon and reads "key" or holds an escape (which
+// might spell "key"): a field that encoding/json would take as the line's
+// key, after the one the fast paths read.
+func scanBody(b []byte) (whole, keyField bool) {
+	depth, low := 0, 0
+	i := 0
+	for {
+		for ; i < len(b) && b[i] != '"'; i++ {
+			depth += int(depthDelta[b[i]])
+			low = min(low, depth)
+		}
+		if i == len(b) {
+			return low >= 0 && depth == 0, keyField
+		}
+		start, escaped := i, false
+		for i++; ; i++ {
+			for i < len(b) && !stringEnd[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				return false, keyField
+			}
+			if b[i] == '"' {
+				break
+			}
+			escaped = true
+			i++
+		}
+		i++
+		if depth == 0 {
+			if j := skipSpace(b, i); j < len(b) && b[j] == ':' &&
+				(escaped || string(b[start:i]) == `"key"`) {
+				keyField = true
+			}
+		}
+	}
 }
 
 // parseRecordFast reads the key and checks the line's framing: it must end in
@@ -193,6 +247,9 @@ func parseFraming(b []byte) (rec record, ok bool) {
 	i = skipSpace(b, i+1)
 	if end, ok = skipString(b, i); !ok {
 		return rec, false
+	}
+	if name := b[i:end]; string(name) == `"key"` || bytes.IndexByte(name, '\\') >= 0 {
+		return rec, false // maybe a second key, which would win: see parseRecord
 	}
 	i = skipSpace(b, end)
 	if i >= len(b) || b[i] != ':' {
@@ -285,22 +342,26 @@ func lastQuote(b []byte, end int) int {
 }
 
 // parseRecordSlow accepts any JSON object with a "key" field, in any order.
+// Field names match exactly and the last of a name wins, as in Python's
+// json.loads (encoding/json's struct decoding would also match "KEY").
 func parseRecordSlow(line []byte) (rec record, ok bool) {
-	var v struct {
-		Key       json.RawMessage `json:"key"`
-		Result    json.RawMessage `json:"result"`
-		Error     json.RawMessage `json:"error"`
-		Timestamp string          `json:"timestamp"`
-	}
-	if json.Unmarshal(line, &v) != nil || v.Key == nil {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(line, &m) != nil || m["key"] == nil {
 		return rec, false
 	}
-	rec.key = v.Key
-	rec.body = v.Result
-	if v.Error != nil {
-		rec.body = v.Error
+	rec.key = m["key"]
+	rec.body = m["result"]
+	if e, ok := m["error"]; ok {
+		rec.body = e
 	}
-	rec.ts = []byte(v.Timestamp)
+	if raw, ok := m["timestamp"]; ok {
+		var ts string
+		if json.Unmarshal(raw, &ts) != nil {
+			return rec, false // not a string: not a record
+		}
+		rec.ts = []byte(ts)
+	}
+	rec.whole = true // json.Unmarshal checked the whole line
 	return rec, true
 }
 

@@ -230,8 +230,9 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 		var c cursor
 		fl := r.iterateSlot() // nil unless WithInFlightIterate
 		defer fl.release()
-		for _, item := range items {
-			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
+		var la lookahead[K] // keys read ahead for shuffled items: see keyAhead
+		for i, item := range items {
+			if k := r.keyAhead(&la, items, i, keyFn, &c); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}

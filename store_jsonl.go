@@ -178,7 +178,7 @@ func (j *journal) load(log *slog.Logger, fn func(off int64, rec record) error) e
 			return nil
 		}
 		rec, ok := parseRecord(line)
-		if ok && !balanced(rec.body) {
+		if ok && !rec.whole {
 			ok = false // a line cut short that looks framed
 		}
 		if !ok {

@@ -97,7 +97,7 @@ func main() {
 
 // groups are the child processes, in order. save-grown appends to the
 // large int64 set, so it comes after every figure that reads it.
-var groups = []string{"save-1", "save-8", "open-int", "open-string", "open-int-small", "open-string-small", "iterate", "allresults", "compare", "save-grown"}
+var groups = []string{"save-1", "save-8", "open-int", "open-string", "open-int-small", "open-string-small", "iterate", "allresults", "compare", "gc", "save-latency", "save-grown"}
 
 func (c config) sets() (intBig, strBig, intSmall, strSmall dataSet) {
 	return dataSet{c.Data, "ints", c.N, false}, dataSet{c.Data, "strings", c.N, true},
@@ -125,6 +125,10 @@ func runChild(name string, c config) ([]row, error) {
 		return figureAllResults(intBig, intSmall)
 	case "compare":
 		return figureCompare(c.Tmp, c.Compare, c.CompareSync)
+	case "gc":
+		return figureGC(c.Tmp, intBig, strBig, c.N/10)
+	case "save-latency":
+		return figureSaveLatency(c.Tmp, 2*c.N)
 	case "save-grown":
 		return figureSaveGrown(c.Tmp, intBig, c.Save)
 	}
@@ -336,6 +340,10 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.1f B/key", v)
 	case "ns/line":
 		return fmt.Sprintf("%.0f ns/line", v)
+	case "ms":
+		return fmt.Sprintf("%.3f ms", v)
+	case "%":
+		return fmt.Sprintf("%.2f%%", v)
 	}
 	switch {
 	case v >= 1e6:
