@@ -3,14 +3,20 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/checkpoint-go/checkpoint"
 	"github.com/spf13/cobra"
 )
 
 type lsRow struct {
 	Name        string   `json:"name"`
+	Kind        string   `json:"kind"` // "checkpoint" or "flow"
 	Completed   int      `json:"completed"`
 	Failed      int      `json:"failed"`
 	Total       int      `json:"total"`
@@ -24,7 +30,8 @@ func newLsCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List the checkpoints in the folder",
-		Long: `ls prints one row per checkpoint in the folder: completed and failed keys,
+		Long: `ls prints one row per checkpoint and per flow in the folder (a flow's
+counts are its steps): completed and failed keys,
 the last update, "running" when a job holds the checkpoint's lock now, and
 the size of its files. It never takes a lock.`,
 		Example: `  checkpoint ls --dir checkpoints
@@ -45,8 +52,12 @@ the size of its files. It never takes a lock.`,
 				}
 				in := v.Info()
 				v.Close()
-				rows = append(rows, lsRow{in.Name, in.Completed, in.Failed, in.Total, jsonTime(in.LastUpdated), in.Running, in.Size})
+				rows = append(rows, lsRow{in.Name, "checkpoint", in.Completed, in.Failed, in.Total, jsonTime(in.LastUpdated), in.Running, in.Size})
 			}
+			flows, err := flowRows(e.dir, list)
+			errs = append(errs, err)
+			rows = append(rows, flows...)
+			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			if asJSON {
 				out := newJSONLines(e.stdout)
 				for _, r := range rows {
@@ -58,7 +69,7 @@ the size of its files. It never takes a lock.`,
 			} else if len(rows) > 0 {
 				now := time.Now()
 				tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tCOMPLETED\tFAILED\tTOTAL\tLAST UPDATE\tRUNNING\tSIZE\t")
+				fmt.Fprintln(tw, "NAME\tKIND\tCOMPLETED\tFAILED\tTOTAL\tLAST UPDATE\tRUNNING\tSIZE\t")
 				for _, r := range rows {
 					total, running := "-", ""
 					if r.Total > 0 && r.Total >= r.Completed+r.Failed {
@@ -67,7 +78,7 @@ the size of its files. It never takes a lock.`,
 					if r.Running {
 						running = "running"
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.Name, r.Completed, r.Failed, total,
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.Name, r.Kind, r.Completed, r.Failed, total,
 						humanTime(time.Time(r.LastUpdated), now), running, humanSize(r.Size))
 				}
 				if err := tw.Flush(); err != nil {
@@ -79,6 +90,53 @@ the size of its files. It never takes a lock.`,
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line: name, completed, failed, total, last_updated, running, size")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line: name, kind, completed, failed, total, last_updated, running, size")
 	return cmd
+}
+
+// flowRows lists the flows in dir (NAME_flow.json) that are not also
+// checkpoints (those already have a row): their counts are steps.
+func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	isCheckpoint := map[string]bool{}
+	for _, n := range checkpoints {
+		isCheckpoint[n] = true
+	}
+	var rows []lsRow
+	var errs []error
+	for _, ent := range entries {
+		name, ok := strings.CutSuffix(ent.Name(), "_flow.json")
+		if !ok || name == "" || !ent.Type().IsRegular() || isCheckpoint[name] {
+			continue
+		}
+		steps, err := checkpoint.ReadFlowSteps(dir, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r := lsRow{Name: name, Kind: "flow", Total: len(steps)}
+		var last time.Time
+		for _, s := range steps {
+			switch s.Status {
+			case checkpoint.StepDone:
+				r.Completed++
+			case checkpoint.StepFailed:
+				r.Failed++
+			}
+			for _, t := range []time.Time{s.Started, s.Finished} {
+				if t.After(last) {
+					last = t
+				}
+			}
+		}
+		r.LastUpdated = jsonTime(last)
+		if fi, err := os.Stat(filepath.Join(dir, ent.Name())); err == nil {
+			r.Size = fi.Size()
+		}
+		rows = append(rows, r)
+	}
+	return rows, errors.Join(errs...)
 }

@@ -86,7 +86,7 @@ func TestWriteFlowStatus(t *testing.T) {
 	require.Len(t, lines, 4, out.String())
 	require.Regexp(t, `^STEP\s+STATUS\s+ATTEMPTS\s+STARTED\s+DURATION\s+ERROR$`, lines[0])
 	require.Regexp(t, `^fetch\s+done\s+1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+\d+(\.\d+)?ms\s+-$`, lines[1])
-	require.Regexp(t, `^parse\s+failed\s+1\s+\S+ \S+\s+\S+\s+panic: bad row \.\.\.$`, lines[2])
+	require.Regexp(t, `^parse\s+failed\s+1\s+\S+ \S+\s+\S+\s+panic: bad row \(\+\d+ lines\)$`, lines[2])
 	require.Regexp(t, `^store\s+pending\s+0\s+-\s+-\s+-$`, lines[3])
 
 	_, err = checkpoint.ReadFlowSteps(dir, "nope")

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/checkpoint-go/checkpoint"
@@ -23,6 +26,26 @@ type statusJSON struct {
 	Results       journalJSON `json:"results"`
 	Errors        journalJSON `json:"errors"`
 	SideFiles     []string    `json:"side_files"`
+	// In flight and crashes (checkpoint.ReadInFlight): keys marked in flight
+	// now (or when the last run died), and keys a dead run had in flight.
+	InFlight []json.RawMessage `json:"in_flight"`
+	Crashes  []crashJSON       `json:"crashes"`
+	// Steps of a flow of the same name, if there is one.
+	Steps []checkpoint.StepStatus `json:"steps,omitempty"`
+}
+
+type crashJSON struct {
+	Key     json.RawMessage `json:"key"`
+	Crashes int             `json:"crashes"`
+	GaveUp  bool            `json:"gave_up"`
+}
+
+// flowStatusJSON is status --json for a flow that has no checkpoint of its
+// own name.
+type flowStatusJSON struct {
+	Name  string                  `json:"name"`
+	Kind  string                  `json:"kind"` // "flow"
+	Steps []checkpoint.StepStatus `json:"steps"`
 }
 
 type journalJSON struct {
@@ -50,9 +73,17 @@ removes). It never takes the lock.`,
 			if maxAttempts < 0 {
 				return usagef("--max-attempts is %d, want 1 or more", maxAttempts)
 			}
-			v, err := e.inspect(args[0])
+			steps, ferr := checkpoint.ReadFlowSteps(e.dir, args[0])
+			isFlow := ferr == nil
+			if ferr != nil && !errors.Is(ferr, fs.ErrNotExist) {
+				return ferr
+			}
+			v, err := checkpoint.Inspect(e.dir, args[0])
+			if isFlow && errors.Is(err, checkpoint.ErrNoCheckpoint) {
+				return printFlowOnly(e, args[0], steps, asJSON)
+			}
 			if err != nil {
-				return err
+				return e.explain(args[0], err)
 			}
 			defer v.Close()
 			in := v.Info()
@@ -67,6 +98,19 @@ removes). It never takes the lock.`,
 			if s.SideFiles == nil {
 				s.SideFiles = []string{}
 			}
+			fl, err := checkpoint.ReadInFlight(e.dir, args[0])
+			if err != nil {
+				return err
+			}
+			s.InFlight = fl.InFlight
+			if s.InFlight == nil {
+				s.InFlight = []json.RawMessage{}
+			}
+			s.Crashes = []crashJSON{}
+			for _, c := range fl.Crashes {
+				s.Crashes = append(s.Crashes, crashJSON{c.Key, c.Crashes, c.GaveUp})
+			}
+			s.Steps = steps
 			if maxAttempts > 0 {
 				n := 0
 				for f := range v.Failures() {
@@ -89,6 +133,10 @@ removes). It never takes the lock.`,
 				return out.flush()
 			}
 			printStatus(e, in, s)
+			if isFlow {
+				fmt.Fprintf(e.stdout, "\nflow %s\n", in.Name)
+				return writeFlowStatus(e.stdout, steps)
+			}
 			return nil
 		},
 	}
@@ -138,7 +186,50 @@ func printStatus(e *env, in checkpoint.Info, s statusJSON) {
 	for _, p := range in.SideFiles {
 		fmt.Fprintf(w, "  side file    %s (bytes set aside by a repair)\n", relPath(e.dir, p))
 	}
+	if len(s.InFlight) > 0 {
+		what := "being worked on now"
+		if !in.Running {
+			what = "when the last run died (no run since)"
+		}
+		fmt.Fprintf(w, "  in flight    %d keys %s: %s\n", len(s.InFlight), what, shownKeys(s.InFlight))
+	}
+	for _, c := range s.Crashes {
+		gave := ""
+		if c.GaveUp {
+			gave = ", given up (recorded as failed)"
+		}
+		fmt.Fprintf(w, "  crashed      key %s: %d crashes%s\n", keyShown(string(c.Key)), c.Crashes, gave)
+	}
 	if hint {
 		fmt.Fprintf(w, "  hint         checkpoint compact %s --dir %s would drop the superseded lines\n", in.Name, e.dir)
 	}
+}
+
+// shownKeys lists keys as people type them, at most ten.
+func shownKeys(keys []json.RawMessage) string {
+	out := ""
+	for i, k := range keys {
+		if i == 10 {
+			return out + fmt.Sprintf(", ... (%d more)", len(keys)-10)
+		}
+		if i > 0 {
+			out += ", "
+		}
+		out += keyShown(string(k))
+	}
+	return out
+}
+
+// printFlowOnly is status for a flow without a checkpoint of its name.
+func printFlowOnly(e *env, name string, steps []checkpoint.StepStatus, asJSON bool) error {
+	if asJSON {
+		if steps == nil {
+			steps = []checkpoint.StepStatus{}
+		}
+		out := newJSONLines(e.stdout)
+		out.put(flowStatusJSON{Name: name, Kind: "flow", Steps: steps})
+		return out.flush()
+	}
+	fmt.Fprintf(e.stdout, "flow %s (in %s)\n", name, e.dir)
+	return writeFlowStatus(e.stdout, steps)
 }

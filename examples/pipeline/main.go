@@ -17,9 +17,7 @@ import (
 	"fmt"
 	"iter"
 	"log"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/checkpoint-go/checkpoint"
@@ -80,7 +78,7 @@ func main() {
 	s2, err := generate.Process(ctx, results[Enriched](enrich), func(e Enriched) int { return e.ID },
 		func(ctx context.Context, e Enriched) (any, error) {
 			if e.ID == *crashAt {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL) // as an OOM kill would
+				killSelf() // as an OOM kill would
 			}
 			time.Sleep(20 * time.Millisecond) // the slow model call
 			return Enriched{Doc: Doc{ID: e.ID, Text: strings.ToUpper(e.Text)}, Words: e.Words}, nil

@@ -22,7 +22,6 @@ import (
 	"iter"
 	"log/slog"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/checkpoint-go/checkpoint"
@@ -81,7 +80,7 @@ func run(dir string, n, poison, workers, maxCrashes int, delay time.Duration, re
 	_, err = fetch.Process(context.Background(), iter.Seq[int](items), func(i int) int { return i },
 		func(ctx context.Context, i int) (any, error) {
 			if i == poison {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				killSelf()
 				time.Sleep(time.Hour)
 			}
 			if delay > 0 {
