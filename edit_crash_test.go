@@ -47,8 +47,12 @@ func TestEditKill9(t *testing.T) {
 			require.NotEqual(t, beforeFiles, afterFiles, "the operation changes no file: the test would prove nothing")
 			t.Logf("%s takes %v", op, dur)
 
-			var old, new, marked int
-			for i := range *editKills {
+			// At least editKills kills; more, up to four times as many, while
+			// some outcome has not been seen yet: on a loaded machine the
+			// timing of one call varies widely, and the test must show each.
+			var old, new, marked, kills int
+			for i := 0; i < *editKills || (i < 4**editKills && (old == 0 || new == 0 || marked == 0)); i++ {
+				kills++
 				work := copyDir(t, pristine)
 				// Every third kill waits for the commit marker to appear
 				// and lands shortly after: the renames take a millisecond
@@ -79,7 +83,7 @@ func TestEditKill9(t *testing.T) {
 				checkNoLeftovers(t, work)
 				checkLinesFrom(t, pristine, work)
 			}
-			t.Logf("%s: %d kills: %d left the old state, %d the new, %d with the commit marker present", op, *editKills, old, new, marked)
+			t.Logf("%s: %d kills: %d left the old state, %d the new, %d with the commit marker present", op, kills, old, new, marked)
 			require.Positive(t, old, "no kill landed before the commit")
 			require.Positive(t, new, "no kill landed after the commit")
 			require.Positive(t, marked, "no kill landed between the commit and its end")
