@@ -426,7 +426,7 @@ func TestServeWhileJobsCrash(t *testing.T) {
 		}
 	}
 	// Records of 30 KB: a kill often lands inside one.
-	cmd := startJob(t, job, dir, "live", "-every", "5ms", "-pad", "30000")
+	cmd := startJob(t, job, dir, "live", "-every", "20ms", "-pad", "30000") // about 1.5 MB/s: the file stays small enough for -race on a loaded machine
 	ask("while writing", 10)
 	var row experimentRow
 	_, body := getURL(t, srv.URL+"/api/experiments/live")
