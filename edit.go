@@ -98,10 +98,13 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 	return n, err
 }
 
-// Reset moves the checkpoint's files (its journals, meta and side files)
-// into a new folder dir/name.bak-<timestamp>/, whose path it returns, so the
-// next run starts from zero with nothing destroyed. With backup false it
-// deletes them instead, and returns "".
+// Reset moves all the files of name but its lock (journals, meta, repair
+// side files, in-flight slots and crash counts, run history and metrics, and
+// a flow of the same name with its snapshots) into a new folder
+// dir/name.bak-<timestamp>/, whose path it returns, so the next run starts
+// from zero, crash counts included, with nothing destroyed: the old runs
+// stay readable in the backup. With backup false it deletes them instead,
+// and returns "".
 func Reset(dir, name string, backup bool) (bak string, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		paths := e.files()
@@ -110,7 +113,7 @@ func Reset(dir, name string, backup bool) (bak string, err error) {
 			return err
 		}
 		for _, p := range paths {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.RemoveAll(p); err != nil { // RemoveAll: _snapshots is a folder
 				return fmt.Errorf("checkpoint: reset: %w", err)
 			}
 		}
@@ -133,14 +136,11 @@ type editor struct {
 
 func (e *editor) path(suffix string) string { return filepath.Join(e.dir, e.name+suffix) }
 
-// files are the checkpoint's files but its lock.
+// files are all the files of the name but its lock, for Reset. A flow of
+// the same name shares the lock (flow.go), so its files move too.
 func (e *editor) files() []string {
-	var out []string
-	for _, s := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json",
-		"_results.jsonl.torn", "_errors.jsonl.torn", "_results.jsonl.corrupt", "_errors.jsonl.corrupt"} {
-		out = append(out, e.path(s))
-	}
-	return out
+	return append(runnerFiles(e.dir, e.name), runsPath(e.dir, e.name), metricsPath(e.dir, e.name),
+		flowPath(e.dir, e.name), flowMarkerPath(e.dir, e.name), flowSnapsDir(e.dir, e.name))
 }
 
 // edit locks the checkpoint, finishes an interrupted change, loads it and

@@ -12,9 +12,10 @@ func newResetCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reset NAME",
 		Short: "Start a checkpoint over, keeping its files in a backup folder",
-		Long: `reset moves the checkpoint's files (journals, meta, side files) into a new
-folder DIR/NAME.bak-<timestamp>/, named in the output, so the next run
-starts from zero and nothing is destroyed. --no-backup deletes them instead.
+		Long: `reset moves all the files of NAME (journals, meta, side files, in-flight
+keys and crash counts, run history and metrics, a flow of that name and its
+snapshots) into a new folder DIR/NAME.bak-<timestamp>/, named in the output,
+so the next run starts from zero and nothing is destroyed. --no-backup deletes them instead.
 It takes the checkpoint's lock and refuses if a job runs.`,
 		Example: `  checkpoint reset sample
   checkpoint reset sample --no-backup`,

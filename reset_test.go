@@ -1,0 +1,78 @@
+package checkpoint_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/checkpoint-go/checkpoint"
+	"github.com/stretchr/testify/require"
+)
+
+// resetFixture makes a checkpoint "job" with every file of the name: real
+// journals, meta, runs and metrics, a real flow of the same name, and
+// stand-ins for the files only a crash leaves (in-flight slots, crash counts,
+// the flow's running marker) and a snapshot folder. It returns the names.
+func resetFixture(t *testing.T, dir string) []string {
+	t.Helper()
+	r := open[int](t, dir)
+	require.NoError(t, r.SaveResult(1, 1))
+	require.NoError(t, r.SaveError(2, os.ErrInvalid))
+	require.NoError(t, r.LogMetrics(map[string]float64{"loss": 0.5}))
+	require.NoError(t, r.Close())
+	f, err := checkpoint.NewFlow[int]("job", checkpoint.WithDir(dir), quiet)
+	require.NoError(t, err)
+	f.Step("one", func(context.Context, *int) error { return nil })
+	_, err = f.Run(context.Background(), 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	for _, n := range []string{"job_inflight", "job_crashes.json", "job_flow.running"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("{}"), 0o644))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "job_snapshots", "s1"), 0o755))
+	names := []string{"job_results.jsonl", "job_errors.jsonl", "job_meta.json", "job_runs.jsonl",
+		"job_metrics.jsonl", "job_flow.json", "job_inflight", "job_crashes.json", "job_flow.running", "job_snapshots"}
+	for _, n := range names {
+		_, err := os.Lstat(filepath.Join(dir, n))
+		require.NoError(t, err, "fixture lacks %s", n)
+	}
+	return names
+}
+
+func TestResetMovesEveryFileOfTheName(t *testing.T) {
+	for _, backup := range []bool{true, false} {
+		t.Run(map[bool]string{true: "backup", false: "delete"}[backup], func(t *testing.T) {
+			dir := t.TempDir()
+			names := resetFixture(t, dir)
+			bak, err := checkpoint.Reset(dir, "job", backup)
+			require.NoError(t, err)
+			for _, n := range names {
+				_, err := os.Lstat(filepath.Join(dir, n))
+				require.ErrorIs(t, err, os.ErrNotExist, "%s left behind by reset", n)
+				if backup {
+					_, err := os.Lstat(filepath.Join(bak, n))
+					require.NoError(t, err, "%s not in the backup", n)
+				}
+			}
+			if backup {
+				// The old run history stays readable in the backup.
+				runs, err := checkpoint.ReadRuns(bak, "job")
+				require.NoError(t, err)
+				require.Len(t, runs, 1)
+			} else {
+				require.Empty(t, bak)
+			}
+
+			// The next run starts from zero: no crash counts, one run.
+			r := open[int](t, dir)
+			require.Empty(t, r.Crashed())
+			require.NoError(t, r.Close())
+			runs, err := checkpoint.ReadRuns(dir, "job")
+			require.NoError(t, err)
+			require.Len(t, runs, 1)
+			_, err = checkpoint.ReadFlowSteps(dir, "job")
+			require.ErrorIs(t, err, os.ErrNotExist)
+		})
+	}
+}
