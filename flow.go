@@ -59,6 +59,7 @@ type Flow[S any] struct {
 	live    []stepRecord // during Run: the records, with the running step
 	running bool
 	closed  bool
+	run     *runLog // this run in NAME_runs.jsonl (runs_flow.go)
 }
 
 type flowStep[S any] struct {
@@ -138,6 +139,10 @@ func NewFlow[S any](name string, opts ...Option) (*Flow[S], error) {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := f.load(o.fresh); err != nil {
+		f.closeFiles()
+		return nil, err
+	}
+	if f.run, err = startOwnRun(&o, o.dir, name); err != nil {
 		f.closeFiles()
 		return nil, err
 	}
@@ -527,7 +532,7 @@ func (f *Flow[S]) Close() error {
 		return fmt.Errorf("checkpoint: flow %q: Close during Run", f.name)
 	}
 	f.closed = true
-	return f.closeFiles()
+	return errors.Join(f.run.finish(), f.closeFiles())
 }
 
 func (f *Flow[S]) closeFiles() error {

@@ -32,6 +32,7 @@ type Pipeline[K comparable] struct {
 
 	mu     sync.Mutex
 	closed bool
+	run    *runLog                // this run in NAME_runs.jsonl (runs_flow.go)
 	steps  []string               // in the order first opened, over all runs
 	open   map[string]pipelineRun // steps opened in this run
 }
@@ -117,6 +118,9 @@ func OpenPipeline[K comparable](name string, opts ...Option) (*Pipeline[K], erro
 			return fail(err)
 		}
 		p.steps = nil
+	}
+	if p.run, err = startOwnRun(&o, p.dir, name); err != nil {
+		return fail(err)
 	}
 	// Every step: the user's options, then those the pipeline decides.
 	p.opts = append(slices.Clone(opts), func(o *options) {
@@ -357,7 +361,7 @@ func (p *Pipeline[K]) Close() error {
 			}
 		}
 	}
-	err = errors.Join(err, p.lock.Close())
+	err = errors.Join(err, p.run.finish(), p.lock.Close())
 	if p.temp != "" {
 		err = errors.Join(err, os.RemoveAll(p.temp))
 	}

@@ -56,10 +56,11 @@ func TestResetMovesEveryFileOfTheName(t *testing.T) {
 				}
 			}
 			if backup {
-				// The old run history stays readable in the backup.
+				// The old run history (the runner's run, the flow's run)
+				// stays readable in the backup.
 				runs, err := checkpoint.ReadRuns(bak, "job")
 				require.NoError(t, err)
-				require.Len(t, runs, 1)
+				require.Len(t, runs, 2)
 			} else {
 				require.Empty(t, bak)
 			}

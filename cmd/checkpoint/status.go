@@ -198,7 +198,11 @@ func printStatus(e *env, in checkpoint.Info, s statusJSON) {
 		if c.GaveUp {
 			gave = ", given up (recorded as failed)"
 		}
-		fmt.Fprintf(w, "  crashed      key %s: %d crashes%s\n", keyShown(string(c.Key)), c.Crashes, gave)
+		noun := "crashes"
+		if c.Crashes == 1 {
+			noun = "crash"
+		}
+		fmt.Fprintf(w, "  crashed      key %s: %d %s%s\n", keyShown(string(c.Key)), c.Crashes, noun, gave)
 	}
 	if hint {
 		fmt.Fprintf(w, "  hint         checkpoint compact %s --dir %s would drop the superseded lines\n", in.Name, e.dir)

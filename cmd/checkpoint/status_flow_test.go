@@ -117,7 +117,7 @@ func TestStatusShowsInFlight(t *testing.T) {
 	require.NoError(t, r.Close())
 	code, out, errOut = runCmd(t, "status", "job", "--dir", dir)
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, out, "crashed      key 7: 1 crashes")
+	require.Contains(t, out, "crashed      key 7: 1 crash")
 	code, out, errOut = runCmd(t, "status", "job", "--dir", dir, "--json")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, `"crashes":[{"key":7,"crashes":1,"gave_up":false}]`)
