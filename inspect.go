@@ -233,52 +233,6 @@ func openReadOnly(dir, name, suffix string) (*journal, error) {
 	return j, nil
 }
 
-// loadIndex builds the index from the journals as Runner.load does (errors
-// first, then results, the latest line of a key winning, a result beating an
-// older error by timestamp), without the meta file. It returns the number of
-// records in each journal.
-func (r *Runner[K, T]) loadIndex() (resRecords, errRecords int, err error) {
-	resLines, _ := r.results.sizeHintsOrZero()
-	errLines, _ := r.errors.sizeHintsOrZero()
-	r.index = newIndex(r.keys.hash, resLines+errLines)
-	addError := func(off int64, sp *slot) {
-		errRecords++
-		if *sp == 0 {
-			r.failed++
-		}
-		*sp = sp.failure(off)
-	}
-	addResult := func(off int64, sp *slot) {
-		resRecords++
-		switch s := *sp; {
-		case s == 0:
-			r.completed++
-		case !s.done():
-			if !r.resultIsNewer(off, s.offset()) {
-				return
-			}
-			r.failed--
-			r.completed++
-		}
-		*sp = sp.result(off)
-	}
-	for _, step := range []struct {
-		j   *journal
-		add func(int64, *slot)
-	}{{r.errors, addError}, {r.results, addResult}} {
-		if step.j.f == nil {
-			continue
-		}
-		if err := r.loadJournal(step.j, step.add); err != nil {
-			return 0, 0, err
-		}
-		if t := r.lastTimestamp(step.j); t.After(r.lastTS) {
-			r.lastTS = t
-		}
-	}
-	return resRecords, errRecords, nil
-}
-
 func (j *journal) sizeHintsOrZero() (lines, keyBytes int) {
 	if j.f == nil {
 		return 0, 0

@@ -123,39 +123,8 @@ func (r *Runner[K, T]) load(o *options) error {
 	// order (see newChunk). Its entries and string keys' bytes hold no
 	// pointers (see index), so a collection during Open has nothing of
 	// them to trace.
-	resLines, _ := r.results.sizeHints()
-	errLines, _ := r.errors.sizeHints()
-	r.index = newIndex(r.keys.hash, resLines+errLines)
-
-	// Keys go into the index in file order, so a key's latest line wins.
-	addError := func(off int64, sp *slot) {
-		if *sp == 0 {
-			r.failed++
-		}
-		*sp = sp.failure(off)
-	}
-	if err := r.loadJournal(r.errors, addError); err != nil {
+	if _, _, err := r.loadIndex(); err != nil {
 		return err
-	}
-	addResult := func(off int64, sp *slot) {
-		switch s := *sp; {
-		case s == 0:
-			r.completed++
-		case !s.done():
-			if !r.resultIsNewer(off, s.offset()) {
-				return
-			}
-			r.failed--
-			r.completed++
-		}
-		*sp = sp.result(off)
-	}
-	if err := r.loadJournal(r.results, addResult); err != nil {
-		return err
-	}
-	r.lastTS = r.lastTimestamp(r.results)
-	if t := r.lastTimestamp(r.errors); t.After(r.lastTS) {
-		r.lastTS = t
 	}
 
 	m, merr := readMeta(r.metaPath)
@@ -174,6 +143,52 @@ func (r *Runner[K, T]) load(o *options) error {
 		r.log.Info("checkpoint: resumed", "name", r.name, "completed", r.completed, "failed", r.failed)
 	}
 	return r.writeMeta()
+}
+
+// loadIndex builds the index from the journals, as Open and Inspect both do (errors
+// first, then results, the latest line of a key winning, a result beating an
+// older error by timestamp), without the meta file. It returns the number of
+// records in each journal.
+func (r *Runner[K, T]) loadIndex() (resRecords, errRecords int, err error) {
+	resLines, _ := r.results.sizeHintsOrZero()
+	errLines, _ := r.errors.sizeHintsOrZero()
+	r.index = newIndex(r.keys.hash, resLines+errLines)
+	addError := func(off int64, sp *slot) {
+		errRecords++
+		if *sp == 0 {
+			r.failed++
+		}
+		*sp = sp.failure(off)
+	}
+	addResult := func(off int64, sp *slot) {
+		resRecords++
+		switch s := *sp; {
+		case s == 0:
+			r.completed++
+		case !s.done():
+			if !r.resultIsNewer(off, s.offset()) {
+				return
+			}
+			r.failed--
+			r.completed++
+		}
+		*sp = sp.result(off)
+	}
+	for _, step := range []struct {
+		j   *journal
+		add func(int64, *slot)
+	}{{r.errors, addError}, {r.results, addResult}} {
+		if step.j.f == nil {
+			continue
+		}
+		if err := r.loadJournal(step.j, step.add); err != nil {
+			return 0, 0, err
+		}
+		if t := r.lastTimestamp(step.j); t.After(r.lastTS) {
+			r.lastTS = t
+		}
+	}
+	return resRecords, errRecords, nil
 }
 
 // lastTimestamp returns the time of a journal's last record, so that new
