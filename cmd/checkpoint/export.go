@@ -45,4 +45,3 @@ message (Postgres keeps only that), so WithMaxAttempts counts the same.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the counts as one JSON object: name, dir, results, errors")
 	return cmd
 }
-
