@@ -193,13 +193,13 @@ func (e *env) lsPostgres(ctx context.Context, asJSON bool) error {
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCOMPLETED\tFAILED\tLAST UPDATE\tRUNNING\tSIZE\t")
+	fmt.Fprintln(tw, "NAME\tKIND\tCOMPLETED\tFAILED\tTOTAL\tLAST UPDATE\tRUNNING\tSIZE\t")
 	for _, r := range rows {
 		running := ""
 		if r.Running {
 			running = "running"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t\n", r.Name, r.Completed, r.Failed,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t-\t%s\t%s\t%s\t\n", r.Name, r.Kind, r.Completed, r.Failed,
 			humanTime(time.Time(r.LastUpdated), now), running, humanSize(r.Size))
 	}
 	return tw.Flush()
