@@ -155,17 +155,46 @@ func readCheckpoint(t *testing.T, dir string) map[string]string {
 	return m
 }
 
+// writeMany writes the checkpoint "many" of a Go runner: results, keys
+// that failed several times, keys that failed then succeeded, a result
+// replaced, in an order that is neither the keys' nor their first save's.
+func writeMany(t *testing.T, dir string) {
+	t.Helper()
+	r, err := checkpoint.Open[string, map[string]any]("many", checkpoint.WithDir(dir),
+		checkpoint.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	for i := range 40 {
+		key := fmt.Sprintf("k%02d", (i*7)%23)
+		switch i % 5 {
+		case 0, 3:
+			require.NoError(t, r.SaveError(key, fmt.Errorf("HTTP %d from host-%d (attempt %d)", 500+i%3, i%4, i)))
+		default:
+			require.NoError(t, r.SaveResult(key, map[string]any{"i": i, "label": fmt.Sprint("L", i%3)}))
+		}
+		time.Sleep(2 * time.Millisecond) // distinct timestamps: the order is the files'
+	}
+	require.NoError(t, r.Close())
+}
+
 // Each reading command answers the same on the database as on the folder
 // it was imported from, with --dir URL and with --db URL.
 func TestPostgresReadingCommands(t *testing.T) {
 	db := importSample(t)
 	folder := sampleDir(t)
+	writeMany(t, folder)
+	code, _, errOut := runCmd(t, "import", "many", "--dir", folder, "--db", db)
+	require.Equal(t, 0, code, errOut)
 	for _, args := range [][]string{
 		{"results", "sample"},
 		{"results", "sample", "--format", "json"},
 		{"results", "sample", "--format", "csv"},
 		{"errors", "sample"},
 		{"errors", "sample", "--list", "--grep", "timeout"},
+		{"results", "many"},
+		{"results", "many", "--format", "csv"},
+		{"errors", "many"},
+		{"errors", "many", "--list"},
+		{"errors", "many", "--list", "--grep", "host-[12]"},
 	} {
 		for _, place := range [][]string{{"--dir", db}, {"--db", db}} {
 			t.Run(strings.Join(append(args, place[0]), " "), func(t *testing.T) {
@@ -195,16 +224,19 @@ func TestPostgresReadingCommands(t *testing.T) {
 			}
 			return fs
 		}
-		_, want, _ := runCmd(t, "errors", "sample", "--json", "--dir", folder)
-		code, got, errOut := runCmd(t, "errors", "sample", "--json", "--dir", db)
-		require.Equal(t, 0, code, errOut)
-		w, g := decode(want), decode(got)
-		require.Len(t, g, len(w))
-		for i := range w {
-			assert.Equal(t, string(w[i].Key), string(g[i].Key))
-			assert.Equal(t, w[i].Error, g[i].Error)
-			assert.Equal(t, w[i].Attempts, g[i].Attempts)
-			assert.True(t, w[i].Time.Equal(g[i].Time), "%v != %v", w[i].Time, g[i].Time)
+		for _, name := range []string{"sample", "many"} {
+			_, want, _ := runCmd(t, "errors", name, "--json", "--dir", folder)
+			code, got, errOut := runCmd(t, "errors", name, "--json", "--dir", db)
+			require.Equal(t, 0, code, errOut)
+			w, g := decode(want), decode(got)
+			require.Len(t, g, len(w))
+			require.NotEmpty(t, w)
+			for i := range w {
+				assert.Equal(t, string(w[i].Key), string(g[i].Key))
+				assert.Equal(t, w[i].Error, g[i].Error)
+				assert.Equal(t, w[i].Attempts, g[i].Attempts)
+				assert.True(t, w[i].Time.Equal(g[i].Time), "%v != %v", w[i].Time, g[i].Time)
+			}
 		}
 	})
 
@@ -212,7 +244,9 @@ func TestPostgresReadingCommands(t *testing.T) {
 		code, out, errOut := runCmd(t, "ls", "--json", "--dir", db)
 		require.Equal(t, 0, code, errOut)
 		var row map[string]any
-		require.NoError(t, json.Unmarshal([]byte(out), &row))
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Len(t, lines, 2, out)
+		require.NoError(t, json.Unmarshal([]byte(lines[1]), &row)) // many, sample
 		assert.Equal(t, "sample", row["name"])
 		assert.Equal(t, 4.0, row["completed"])
 		assert.Equal(t, 1.0, row["failed"])
