@@ -81,8 +81,9 @@ type Summary struct {
 	Leased int64
 	// Recent is the outcomes recorded in the last minute.
 	Recent int64
-	// Created is when the checkpoint was first opened (or imported);
-	// LastUpdated the time of its latest outcome (zero without one).
+	// Created is when the checkpoint was first opened (or imported), or
+	// its first outcome if that is earlier (an import keeps the files'
+	// times); LastUpdated the time of its latest outcome (zero without one).
 	Created, LastUpdated time.Time
 	// Bytes is the size of its rows.
 	Bytes int64
@@ -94,7 +95,7 @@ func (s Summary) Running() bool { return s.Leased > 0 }
 // Rate is the outcomes recorded per second over the last minute.
 func (s Summary) Rate() float64 { return float64(s.Recent) / 60 }
 
-// StartedAt is the earlier of its creation and its first outcome (an
+// startedAt is the earlier of its creation and its first outcome (an
 // import keeps the files' times).
 func (s Summary) startedAt(first time.Time) time.Time {
 	if !first.IsZero() && first.Before(s.Created) {

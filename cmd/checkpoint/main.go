@@ -81,7 +81,11 @@ library for Go (and by the Python library of the same format).
 
 Reading commands never take the checkpoint's lock and are safe while a job is
 running. Commands that change files take the lock and refuse at once if a job
-holds it.`,
+holds it.
+
+Checkpoints kept in Postgres: ls, status, errors, results and serve read them
+with --dir postgres://… (or --db); export and import move a checkpoint
+between Postgres and a folder. No password is ever printed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
