@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -41,25 +40,25 @@ It never takes the lock.`,
 			default:
 				return usagef("--format %q: want jsonl, json or csv", format)
 			}
-			write := func(results iter.Seq2[string, json.RawMessage]) error {
-				w := bufio.NewWriterSize(e.stdout, 256<<10)
-				var err error
-				if format == "csv" {
-					err = writeCSV(w, results)
-				} else {
-					err = writeJSONResults(w, results, format == "json")
-				}
-				return errors.Join(err, w.Flush())
-			}
 			if e.db != "" {
-				return e.resultsPostgres(cmd.Context(), args[0], write) // source_pg.go
+				return e.resultsPostgres(cmd.Context(), args[0], format) // source_pg.go
 			}
 			v, err := e.inspect(args[0])
 			if err != nil {
 				return err
 			}
 			defer v.Close()
-			if err := write(v.Results()); err != nil {
+			w := bufio.NewWriterSize(e.stdout, 256<<10)
+			switch format {
+			case "csv":
+				err = writeCSV(w, v.Results())
+			default:
+				err = writeJSONResults(w, v.Results(), format == "json")
+			}
+			if ferr := w.Flush(); err == nil {
+				err = ferr
+			}
+			if err != nil {
 				return err
 			}
 			return v.Err()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -293,7 +294,7 @@ func printStatusPostgres(e *env, s pgStatusJSON) {
 
 // resultsPostgres streams the results of name from the database, in the
 // order they were completed, in the formats of the folder's results.
-func (e *env) resultsPostgres(ctx context.Context, name string, write func(iter.Seq2[string, json.RawMessage]) error) error {
+func (e *env) resultsPostgres(ctx context.Context, name, format string) error {
 	r, err := e.reader(ctx)
 	if err != nil {
 		return err
@@ -314,8 +315,11 @@ func (e *env) resultsPostgres(ctx context.Context, name string, write func(iter.
 			rerr = nil
 		}
 	}
-	if err := write(all); err != nil {
-		return err
+	w := bufio.NewWriterSize(e.stdout, 256<<10)
+	if format == "csv" {
+		err = writeCSV(w, all)
+	} else {
+		err = writeJSONResults(w, all, format == "json")
 	}
-	return rerr
+	return errors.Join(err, w.Flush(), rerr)
 }
