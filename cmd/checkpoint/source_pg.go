@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -306,7 +307,9 @@ func (e *env) resultsPostgres(ctx context.Context, name, format string) error {
 	var rerr error
 	all := func(yield func(string, json.RawMessage) bool) {
 		rerr = r.Results(ctx, name, postgres.ResultQuery{}, func(res postgres.Result) error {
-			if !yield(string(res.Key), res.Result) {
+			// A copy: the CSV writer keeps the first rows for its header, and
+			// the Reader's slices are only valid during the call.
+			if !yield(string(res.Key), bytes.Clone(res.Result)) {
 				return errStop
 			}
 			return nil
