@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,8 +59,8 @@ func (r *Reader) Close() { r.pool.Close() }
 
 // checkSchema refuses a schema newer than this module's, whose columns it may not know.
 func (r *Reader) checkSchema(ctx context.Context) error {
-	if !r.hasTables(ctx) {
-		return nil
+	if ok, err := r.hasTables(ctx); !ok {
+		return err
 	}
 	var v int
 	if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM checkpoint.schema_migrations`).Scan(&v); err != nil {
@@ -131,8 +132,8 @@ func scanSummary(row pgx.Row) (Summary, error) {
 
 // Checkpoints lists every checkpoint in the database by name.
 func (r *Reader) Checkpoints(ctx context.Context) ([]Summary, error) {
-	if !r.hasTables(ctx) {
-		return nil, nil
+	if ok, err := r.hasTables(ctx); !ok {
+		return nil, err
 	}
 	rows, err := r.pool.Query(ctx, summarySQL+`GROUP BY c.id ORDER BY c.name`)
 	if err != nil {
@@ -156,8 +157,8 @@ func (r *Reader) Checkpoints(ctx context.Context) ([]Summary, error) {
 // Checkpoint summarises the checkpoint called name; an error wrapping
 // checkpoint.ErrNoCheckpoint says there is none.
 func (r *Reader) Checkpoint(ctx context.Context, name string) (Summary, error) {
-	if !r.hasTables(ctx) {
-		return Summary{}, r.noCheckpoint(name)
+	if ok, err := r.hasTables(ctx); !ok {
+		return Summary{}, cmp.Or(err, r.noCheckpoint(name))
 	}
 	s, err := scanSummary(r.pool.QueryRow(ctx, summarySQL+`WHERE c.name = $1 GROUP BY c.id`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -175,18 +176,21 @@ func (r *Reader) noCheckpoint(name string) error {
 
 // hasTables reports whether the checkpoint tables exist (a database no
 // runner has opened has none, and no checkpoints).
-func (r *Reader) hasTables(ctx context.Context) bool {
+func (r *Reader) hasTables(ctx context.Context) (bool, error) {
 	var ok bool
 	err := r.pool.QueryRow(ctx, `SELECT to_regclass('checkpoint.items') IS NOT NULL
 		AND to_regclass('checkpoint.schema_migrations') IS NOT NULL`).Scan(&ok)
-	return err == nil && ok
+	if err != nil {
+		return false, fmt.Errorf("postgres: %w", err)
+	}
+	return ok, nil
 }
 
 // id finds a checkpoint's id.
 func (r *Reader) id(ctx context.Context, name string) (int64, error) {
 	var id int64
-	if !r.hasTables(ctx) {
-		return 0, r.noCheckpoint(name)
+	if ok, err := r.hasTables(ctx); !ok {
+		return 0, cmp.Or(err, r.noCheckpoint(name))
 	}
 	err := r.pool.QueryRow(ctx, `SELECT id FROM checkpoint.checkpoints WHERE name = $1`, name).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
