@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/checkpoint-go/checkpoint"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Moving a job between one machine (JSONL files) and many (Postgres): Export
@@ -37,15 +40,38 @@ type ExportStats struct {
 // (Postgres keeps only that), so that WithMaxAttempts counts the same; a
 // completed key gets its result only.
 func Export(ctx context.Context, s *Store, name, dir string) (ExportStats, error) {
-	var st ExportStats
 	var id int64
 	err := s.pool.QueryRow(ctx, `SELECT id FROM checkpoint.checkpoints WHERE name = $1`, name).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return st, fmt.Errorf("postgres: no checkpoint %q in the database", name)
+		return ExportStats{}, fmt.Errorf("postgres: %w: %q", checkpoint.ErrNoCheckpoint, name)
 	}
+	if err != nil {
+		return ExportStats{}, err
+	}
+	return export(ctx, s.pool, id, name, dir)
+}
+
+// Export is Export through a Reader: it needs only the right to read.
+func (r *Reader) Export(ctx context.Context, name, dir string) (ExportStats, error) {
+	id, err := r.id(ctx, name)
+	if err != nil {
+		return ExportStats{}, err
+	}
+	return export(ctx, r.pool, id, name, dir)
+}
+
+// export reads in one read-only snapshot, so that a job running meanwhile
+// cannot make a key show in both files or in neither.
+func export(ctx context.Context, pool *pgxpool.Pool, id int64, name, dir string) (ExportStats, error) {
+	var st ExportStats
+	if name == "" || name == "." || strings.ContainsAny(name, "/\\\x00") || strings.Contains(name, "..") {
+		return st, fmt.Errorf("postgres: checkpoint name %q cannot be a file name: it has a path separator or \"..\"", name)
+	}
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return st, err
 	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	paths := [3]string{
 		filepath.Join(dir, name+"_results.jsonl"),
 		filepath.Join(dir, name+"_errors.jsonl"),
@@ -69,7 +95,7 @@ func Export(ctx context.Context, s *Store, name, dir string) (ExportStats, error
 		}
 	}
 	err = writeAtomic(paths[0], func(w *bufio.Writer) error {
-		rows, err := s.pool.Query(ctx, `SELECT key, result::text, updated_at FROM checkpoint.items
+		rows, err := tx.Query(ctx, `SELECT key, result::text, updated_at FROM checkpoint.items
 			WHERE checkpoint_id = $1 AND state = 2 ORDER BY updated_at, key`, id)
 		if err != nil {
 			return err
@@ -91,7 +117,7 @@ func Export(ctx context.Context, s *Store, name, dir string) (ExportStats, error
 		return st, err
 	}
 	err = writeAtomic(paths[1], func(w *bufio.Writer) error {
-		rows, err := s.pool.Query(ctx, `SELECT key, error, attempts, updated_at FROM checkpoint.items
+		rows, err := tx.Query(ctx, `SELECT key, error, attempts, updated_at FROM checkpoint.items
 			WHERE checkpoint_id = $1 AND state = 1 ORDER BY updated_at, key`, id)
 		if err != nil {
 			return err

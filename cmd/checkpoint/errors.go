@@ -48,13 +48,13 @@ It never takes the lock.`,
 					return usagef("--grep: %v", err)
 				}
 			}
-			v, err := e.inspect(args[0])
+			all, done, err := e.failures(cmd.Context(), args[0]) // a folder or a database (source_pg.go)
 			if err != nil {
 				return err
 			}
-			defer v.Close()
+			defer done()
 			failures := func(yield func(checkpoint.Failure[string]) bool) {
-				for f := range v.Failures() {
+				for f := range all {
 					if re != nil && !re.MatchString(f.Error) {
 						continue
 					}
@@ -88,7 +88,7 @@ It never takes the lock.`,
 					return err
 				}
 			}
-			return v.Err()
+			return done()
 		},
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "every failure: key, attempts, time, message")

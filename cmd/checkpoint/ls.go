@@ -38,6 +38,9 @@ the size of its files. It never takes a lock.`,
   checkpoint ls --json | jq -r 'select(.failed > 0) | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if e.db != "" {
+				return e.lsPostgres(cmd.Context(), asJSON) // source_pg.go
+			}
 			list, err := names(e.dir)
 			if err != nil {
 				return err

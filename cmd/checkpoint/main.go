@@ -4,8 +4,11 @@
 //	go install github.com/checkpoint-go/checkpoint/cmd/checkpoint@latest
 //	checkpoint ls --dir checkpoints
 //
-// Exit status: 0 ok, 1 failure, 2 bad usage. Data goes to standard output,
-// errors to standard error.
+// The reading commands and serve also read checkpoints kept in Postgres
+// (--dir postgres://… or --db), and export and import move a checkpoint
+// between Postgres and a folder (source_pg.go). Exit status: 0 ok, 1
+// failure, 2 bad usage. Data goes to standard output, errors to standard
+// error; neither ever shows a database password.
 package main
 
 import (
@@ -32,6 +35,7 @@ func main() {
 // process, many times, without global state.
 type env struct {
 	dir    string // --dir
+	db     string // --db, or --dir when it is a postgres:// URL (source_pg.go)
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -58,7 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	// Errors from the library start with its package name already.
-	fmt.Fprintf(stderr, "checkpoint: %s\n", strings.TrimPrefix(err.Error(), "checkpoint: "))
+	msg := redactSecrets(err.Error(), e.db, e.dir)
+	fmt.Fprintf(stderr, "checkpoint: %s\n", strings.TrimPrefix(msg, "checkpoint: "))
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		fmt.Fprintln(stderr, "Run 'checkpoint --help' for usage.")
@@ -76,11 +81,17 @@ library for Go (and by the Python library of the same format).
 
 Reading commands never take the checkpoint's lock and are safe while a job is
 running. Commands that change files take the lock and refuse at once if a job
-holds it.`,
+holds it.
+
+Checkpoints kept in Postgres: ls, status, errors, results and serve read them
+with --dir postgres://… (or --db); export and import move a checkpoint
+between Postgres and a folder. No password is ever printed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&e.dir, "dir", "checkpoints", "the folder that holds the checkpoints")
+	root.PersistentFlags().StringVar(&e.dir, "dir", "checkpoints", "the folder that holds the checkpoints, or a postgres:// URL (see --db)")
+	root.PersistentFlags().StringVar(&e.db, "db", "", dbFlagHelp)
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return e.pickSource(cmd) }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err}
 	})
@@ -108,6 +119,8 @@ func subcommands() []func(*env) *cobra.Command {
 		newRunsCmd,
 		newServeCmd,
 		newSnapshotsCmd,
+		newExportCmd,
+		newImportCmd,
 	}
 }
 

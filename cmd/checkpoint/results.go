@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 
-	"github.com/checkpoint-go/checkpoint"
 	"github.com/spf13/cobra"
 )
 
@@ -40,6 +40,9 @@ It never takes the lock.`,
 			default:
 				return usagef("--format %q: want jsonl, json or csv", format)
 			}
+			if e.db != "" {
+				return e.resultsPostgres(cmd.Context(), args[0], format) // source_pg.go
+			}
 			v, err := e.inspect(args[0])
 			if err != nil {
 				return err
@@ -48,9 +51,9 @@ It never takes the lock.`,
 			w := bufio.NewWriterSize(e.stdout, 256<<10)
 			switch format {
 			case "csv":
-				err = writeCSV(w, v)
+				err = writeCSV(w, v.Results())
 			default:
-				err = writeJSONResults(w, v, format == "json")
+				err = writeJSONResults(w, v.Results(), format == "json")
 			}
 			if ferr := w.Flush(); err == nil {
 				err = ferr
@@ -67,12 +70,12 @@ It never takes the lock.`,
 
 // writeJSONResults writes the results as JSON Lines, or as one array. Keys
 // and results are copied as written in the file.
-func writeJSONResults(w *bufio.Writer, v *checkpoint.View, array bool) error {
+func writeJSONResults(w *bufio.Writer, results iter.Seq2[string, json.RawMessage], array bool) error {
 	sep := ""
 	if array {
 		w.WriteString("[")
 	}
-	for key, result := range v.Results() {
+	for key, result := range results {
 		if array {
 			w.WriteString(sep)
 			sep = ",\n"
@@ -100,7 +103,7 @@ type csvRow struct {
 }
 
 // writeCSV flattens results that are objects into columns.
-func writeCSV(out io.Writer, v *checkpoint.View) error {
+func writeCSV(out io.Writer, results iter.Seq2[string, json.RawMessage]) error {
 	w := csv.NewWriter(out)
 	var head []csvRow
 	var columns []string
@@ -152,7 +155,7 @@ func writeCSV(out io.Writer, v *checkpoint.View) error {
 		return nil
 	}
 	headDone := false
-	for key, result := range v.Results() {
+	for key, result := range results {
 		r := csvRow{key, result}
 		if !headDone {
 			head = append(head, r)

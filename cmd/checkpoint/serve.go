@@ -23,7 +23,7 @@ func newServeCmd(e *env) *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve a web view of the checkpoints in --dir (read-only)",
+		Short: "Serve a web view of the checkpoints in --dir or --db (read-only)",
 		Long: `serve starts a web server with a view of every checkpoint in --dir: the
 Experiments table (live while jobs run), one experiment's progress, failures
 and results, and a comparison of two or more experiments.
@@ -34,6 +34,7 @@ otherwise; another address needs --allow-remote, and then every request
 must carry a token (--token, or one generated and printed at start).`,
 		Example: `  checkpoint serve --dir checkpoints
   checkpoint serve --dir runs --addr 127.0.0.1:9000
+  checkpoint serve --db postgres://me@db.internal/jobs      # checkpoints kept in Postgres
   checkpoint serve --addr 0.0.0.0:7878 --allow-remote          # prints a token
   checkpoint serve --addr 0.0.0.0:7878 --allow-remote --token "$TOKEN"`,
 		Args: cobra.NoArgs,
@@ -96,7 +97,7 @@ func serve(ctx context.Context, e *env, o serveOptions) error {
 	if err := o.checkAddr(); err != nil {
 		return err
 	}
-	src, err := newFSSource(o.dir)
+	src, err := e.openSource(ctx, o.dir) // the folder, or a database (serve_pg.go)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -113,9 +114,9 @@ func serve(ctx context.Context, e *env, o serveOptions) error {
 		}
 	}
 	if o.loopback {
-		fmt.Fprintf(e.stdout, "Serving %s read-only at %s\nListening on loopback only: reachable from this machine, not from the network.\n", o.dir, url)
+		fmt.Fprintf(e.stdout, "Serving %s read-only at %s\nListening on loopback only: reachable from this machine, not from the network.\n", e.where(), url)
 	} else {
-		fmt.Fprintf(e.stdout, "Serving %s read-only at %s?token=%s\nListening on %s, reachable from the network: every request needs the token.\n", o.dir, url, o.token, ln.Addr())
+		fmt.Fprintf(e.stdout, "Serving %s read-only at %s?token=%s\nListening on %s, reachable from the network: every request needs the token.\n", e.where(), url, o.token, ln.Addr())
 	}
 	if o.token != "" && o.loopback {
 		fmt.Fprintf(e.stdout, "Open %s?token=%s\n", url, o.token)

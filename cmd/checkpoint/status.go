@@ -73,6 +73,9 @@ removes). It never takes the lock.`,
 			if maxAttempts < 0 {
 				return usagef("--max-attempts is %d, want 1 or more", maxAttempts)
 			}
+			if e.db != "" {
+				return e.statusPostgres(cmd.Context(), args[0], asJSON, maxAttempts) // source_pg.go
+			}
 			steps, ferr := checkpoint.ReadFlowSteps(e.dir, args[0])
 			isFlow := ferr == nil
 			if ferr != nil && !errors.Is(ferr, fs.ErrNotExist) {

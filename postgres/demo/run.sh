@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Many machines on one laptop: a throwaway Postgres and three workers of the
 # same job (demo/main.go). On real machines, run the worker on each with
-# CHECKPOINT_DB pointing at your server instead.
+# CHECKPOINT_DB pointing at your server instead. At the end the checkpoint
+# command shows the job in the database and exports it to files.
 #   bash postgres/demo/run.sh [items]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,3 +22,9 @@ for i in 1 2 3; do "$dir/worker" -items "$items" & done
 wait
 "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -Atc \
   "SELECT 'rows: ' || count(*) || ', completed: ' || count(*) FILTER (WHERE state = 2) || ', completed more than once: ' || count(*) FILTER (WHERE outcomes > 1) FROM checkpoint.items"
+# The checkpoint command reads the database as it reads a folder, and
+# export writes the job as the files of one machine.
+checkpoint=(go run ../../cmd/checkpoint)
+"${checkpoint[@]}" status demo --db "$CHECKPOINT_DB"
+"${checkpoint[@]}" export demo --dir "$dir/files"   # --db defaults to $CHECKPOINT_DB
+"${checkpoint[@]}" ls --dir "$dir/files"
