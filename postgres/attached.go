@@ -28,25 +28,34 @@ const (
 	stateCompleted = 2
 )
 
-// Claim takes the leases in one statement. Rows that do not exist yet are
-// inserted already leased; existing rows without an outcome that ends them
-// and whose lease is free, ran out, or is this runner's, are locked with FOR
-// UPDATE SKIP LOCKED (a row another claim is locking right now is left to
-// it) and leased. Keys neither taken nor seen completed or out of attempts
-// are reported held: by another runner, or inserted by a concurrent claim
-// that this statement's snapshot cannot see yet. Keys go in byte order, so
-// that concurrent claims and saves lock rows in the same order.
+// Claim takes the leases in one statement. It first reads the rows of the
+// keys that exist, without locks: the outcomes and leases it finds decide
+// the rest, so that the keys completed or leased elsewhere (most of them,
+// when many runners go through the same input) cost one index probe and
+// never wait for another transaction. Keys without a row are inserted
+// already leased (ON CONFLICT DO NOTHING: a key a concurrent claim inserted
+// first is reported held). Existing rows that looked free (no outcome that
+// ends them; no lease, a lease run out, or this runner's) are locked with
+// FOR UPDATE SKIP LOCKED, which checks the conditions again on the latest
+// version of the row, and leased; a row another transaction is writing is
+// left to it and reported held. Keys go in byte order, so that concurrent
+// claims and saves lock rows in the same order.
 const claimSQL = `
-WITH ins AS (
+WITH ex AS (
+	SELECT i.key, i.state, i.attempts, i.lease_until, i.owner FROM checkpoint.items i
+	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[])
+), ins AS (
 	INSERT INTO checkpoint.items AS i (checkpoint_id, key, owner, lease_until)
 	SELECT $1, u.k, $3, now() + $4::bigint * interval '1 microsecond'
-	FROM unnest($2::text[]) AS u(k) ORDER BY u.k
+	FROM unnest($2::text[]) AS u(k) WHERE NOT EXISTS (SELECT FROM ex WHERE ex.key = u.k) ORDER BY u.k
 	ON CONFLICT (checkpoint_id, key) DO NOTHING
 	RETURNING i.key
 ), cand AS (
 	SELECT i.key FROM checkpoint.items i
-	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[]) AND i.state <> 2
-		AND ($5::int = 0 OR i.attempts < $5::int)
+	WHERE i.checkpoint_id = $1 AND i.key = ANY(ARRAY(
+			SELECT ex.key FROM ex WHERE ex.state <> 2 AND ($5::int = 0 OR ex.attempts < $5::int)
+				AND (ex.lease_until IS NULL OR ex.lease_until <= now() OR ex.owner = $3)))
+		AND i.state <> 2 AND ($5::int = 0 OR i.attempts < $5::int)
 		AND (i.lease_until IS NULL OR i.lease_until <= now() OR i.owner = $3)
 	ORDER BY i.key
 	FOR UPDATE SKIP LOCKED
@@ -57,9 +66,8 @@ WITH ins AS (
 )
 SELECT key, 0 FROM ins
 UNION ALL SELECT key, 0 FROM upd
-UNION ALL SELECT i.key, CASE WHEN i.state = 2 THEN 1 ELSE 2 END FROM checkpoint.items i
-	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[])
-		AND (i.state = 2 OR ($5::int > 0 AND i.attempts >= $5::int))`
+UNION ALL SELECT ex.key, CASE WHEN ex.state = 2 THEN 1 ELSE 2 END FROM ex
+	WHERE ex.state = 2 OR ($5::int > 0 AND ex.attempts >= $5::int)`
 
 func (c *attached) Claim(ctx context.Context, keys [][]byte, states []checkpoint.ClaimState) error {
 	pos := make(map[string]int, len(keys))

@@ -39,7 +39,7 @@ type saveReq struct {
 
 const (
 	maxGroup    = 2000 // saves in one commit at most
-	maxFlushing = 4    // groups on their way at once: the server merges their WAL flushes
+	maxFlushing = 1    // groups on their way at once (see above)
 )
 
 func (s *saver) do(ctx context.Context, r *saveReq) {

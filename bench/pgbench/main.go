@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ var (
 	resume  = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
 	db      = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
 	child   = flag.String("child", "", "internal: checkpoint or river")
+	noRiver = flag.Bool("noriver", false, "skip River (for profiling)")
+	cpuProf = flag.String("cpuprofile", "", "write each checkpoint worker process's CPU profile to this path plus .PID")
 )
 
 func main() {
@@ -102,6 +105,11 @@ func run() error {
 	}
 	ckRate := float64(*items) / ckTime.Seconds()
 
+	if *noRiver {
+		fmt.Printf("checkpoint: %.0f items/s (%.2fs), %d claims of %d keys, %d commits of %d saves\n",
+			ckRate, ckTime.Seconds(), claims, claimed, commits, saves)
+		return nil
+	}
 	// River
 	rvURL, err := urlFor("river")
 	if err != nil {
@@ -138,7 +146,7 @@ func spawn(mode, url string) ([]string, error) {
 	var wg sync.WaitGroup
 	for i := range *procs {
 		wg.Go(func() {
-			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers))
+			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers), "-cpuprofile", *cpuProf)
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			outs[i], errs[i] = strings.TrimSpace(string(out)), err
@@ -156,6 +164,15 @@ func spawn(mode, url string) ([]string, error) {
 func runChild(ctx context.Context) error {
 	switch *child {
 	case "checkpoint":
+		if *cpuProf != "" {
+			f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProf, os.Getpid()))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 		s, err := postgres.Open(ctx, *db)
 		if err != nil {
 			return err
