@@ -185,6 +185,7 @@ type claimLoop[K comparable, T, U any] struct {
 	stopRenew context.CancelFunc
 	renewing  sync.WaitGroup
 	renewed   atomic.Int64 // UnixNano when the latest renewal of all this loop's keys was sent
+	saving    func(K) bool // whether an outcome of the key is on its way (Process); nil: none
 }
 
 type claimItem[K comparable, U any] struct {
@@ -263,7 +264,7 @@ func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 	// send starts the claim of batch and, once claimsAhead are on their
 	// way, hands out the items of the oldest.
 	send := func(batch []claimItem[K, U]) (bool, error) {
-		if cl := l.start(batch, false, &later); cl != nil {
+		if cl := l.start(batch, &later); cl != nil {
 			ahead = append(ahead, cl)
 		}
 		if len(ahead) <= claimsAhead {
@@ -368,13 +369,7 @@ type claimCall[K comparable, U any] struct {
 // got. Items with a key held elsewhere, or by this runner for an item still
 // in hand, go to later. more is false once yield returned false.
 func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K, U], yield func(U) bool) (more bool, err error) {
-	return l.claimAgain(batch, false, later, yield)
-}
-
-// claimAgain is claim; with lapsed, batch holds keys this loop claimed
-// before, to claim again.
-func (l *claimLoop[K, T, U]) claimAgain(batch []claimItem[K, U], lapsed bool, later *[]claimItem[K, U], yield func(U) bool) (more bool, err error) {
-	cl := l.start(batch, lapsed, later)
+	cl := l.start(batch, later)
 	if cl == nil {
 		return true, nil
 	}
@@ -382,12 +377,11 @@ func (l *claimLoop[K, T, U]) claimAgain(batch []claimItem[K, U], lapsed bool, la
 }
 
 // start sends the claim of batch's keys, or returns nil if none is to be
-// sent. A key twice in one claim, or already in hand (but for lapsed keys,
-// claimed again), goes to later: its first item's outcome decides whether
-// it runs again. The keys sent are
+// sent. A key twice in one claim, or in hand in another loop, goes to later:
+// its first item's outcome decides whether it runs again. The keys sent are
 // reserved to this loop before the claim, since the database gives a key
 // this runner holds to any of its loops.
-func (l *claimLoop[K, T, U]) start(batch []claimItem[K, U], lapsed bool, later *[]claimItem[K, U]) *claimCall[K, U] {
+func (l *claimLoop[K, T, U]) start(batch []claimItem[K, U], later *[]claimItem[K, U]) *claimCall[K, U] {
 	b := l.r.backend
 	cl := &claimCall[K, U]{
 		keys: make([][]byte, 0, len(batch)),
@@ -398,7 +392,7 @@ func (l *claimLoop[K, T, U]) start(batch []claimItem[K, U], lapsed bool, later *
 	b.mu.Lock()
 	for _, it := range batch {
 		_, dup := seen[string(it.kb)]
-		if l2, held := b.inHand[string(it.kb)]; dup || held && (l2 != l.id || !lapsed) {
+		if l2, held := b.inHand[string(it.kb)]; dup || held && l2 != l.id {
 			*later = append(*later, it)
 			continue
 		}
@@ -451,9 +445,21 @@ func (l *claimLoop[K, T, U]) deliver(cl *claimCall[K, U], later *[]claimItem[K, 
 		fmt.Printf("DEBUG claim %q -> %v\n", cl.keys, cl.states)
 	}
 	var lapsed []claimItem[K, U]
+	var c cursor
 	for i, it := range cl.send {
 		switch cl.states[i] {
 		case ClaimTaken:
+			// Claims go ahead of the items handed out: an earlier item
+			// of the same key may have been saved since, or be being saved.
+			if !r.pending(it.key, &c) {
+				b.settle(it.kb)
+				l.skipped++
+				continue
+			}
+			if l.saving != nil && l.saving(it.key) {
+				*later = append(*later, it)
+				continue
+			}
 			// An item is handed out only while its lease surely holds: if
 			// neither the claim nor a renewal was sent within 3/4 of a
 			// lease (the database was unreachable, or the items before it
@@ -476,7 +482,7 @@ func (l *claimLoop[K, T, U]) deliver(cl *claimCall[K, U], later *[]claimItem[K, 
 	}
 	l.resize(time.Since(start))
 	if len(lapsed) > 0 {
-		return l.claimAgain(lapsed, true, later, yield)
+		return l.claim(lapsed, later, yield)
 	}
 	return true, nil
 }
@@ -572,7 +578,9 @@ func (r *Runner[K, T]) remoteProcess(ctx context.Context, save outcomeSaver[K], 
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	as := &asyncSaves[K]{inner: save, encode: r.encodeResultJSON, cancel: cancel, slots: make(chan struct{}, savesAhead)}
+	as := &asyncSaves[K]{inner: save, encode: r.encodeResultJSON, cancel: cancel,
+		slots: make(chan struct{}, savesAhead), saving: make(map[K]int)}
+	l.saving = as.busy
 	sum, err := r.process(pctx, as, claimed, keyFn, fn, cfg, bar)
 	as.wg.Wait()
 	l.finish() // after the commits: a key is in hand until its outcome is
@@ -612,8 +620,38 @@ type asyncSaves[K comparable] struct {
 	wg     sync.WaitGroup
 
 	mu                      sync.Mutex
+	saving                  map[K]int // keys with an outcome on its way
 	err                     error
 	lostResults, lostErrors int
+}
+
+// busy reports whether an outcome of k is on its way: an item of the same
+// key waits for it rather than running twice.
+func (a *asyncSaves[K]) busy(k K) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.saving[k] > 0
+}
+
+// send saves in a goroutine of its own, once fewer than savesAhead are on
+// their way.
+func (a *asyncSaves[K]) send(k K, result bool, save func() error) {
+	a.slots <- struct{}{}
+	a.mu.Lock()
+	a.saving[k]++
+	a.mu.Unlock()
+	a.wg.Go(func() {
+		err := save()
+		a.mu.Lock()
+		if a.saving[k]--; a.saving[k] == 0 {
+			delete(a.saving, k)
+		}
+		a.mu.Unlock()
+		<-a.slots
+		if err != nil {
+			a.fail(err, result)
+		}
+	})
 }
 
 func (a *asyncSaves[K]) SaveResult(k K, v any) error {
@@ -626,13 +664,7 @@ func (a *asyncSaves[K]) SaveResult(k K, v any) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: result for key %v: %w", k, err)
 	}
-	a.slots <- struct{}{}
-	a.wg.Go(func() {
-		defer func() { <-a.slots }()
-		if err := a.inner.SaveResult(k, raw); err != nil {
-			a.fail(err, true)
-		}
-	})
+	a.send(k, true, func() error { return a.inner.SaveResult(k, raw) })
 	return nil
 }
 
@@ -640,13 +672,7 @@ func (a *asyncSaves[K]) SaveError(k K, failure error) error {
 	if err := a.failed(); err != nil {
 		return err
 	}
-	a.slots <- struct{}{}
-	a.wg.Go(func() {
-		defer func() { <-a.slots }()
-		if err := a.inner.SaveError(k, failure); err != nil {
-			a.fail(err, false)
-		}
-	})
+	a.send(k, false, func() error { return a.inner.SaveError(k, failure) })
 	return nil
 }
 
