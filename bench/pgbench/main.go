@@ -108,16 +108,17 @@ func run() error {
 	if *noRiver {
 		fmt.Printf("checkpoint: %.0f items/s (%.2fs), %d claims of %d keys, %d commits of %d saves\n",
 			ckRate, ckTime.Seconds(), claims, claimed, commits, saves)
-		return nil
 	}
 	// River
-	rvURL, err := urlFor("river")
-	if err != nil {
-		return err
-	}
-	rvTime, err := riverRun(ctx, rvURL)
-	if err != nil {
-		return err
+	var rvTime time.Duration
+	if !*noRiver {
+		rvURL, err := urlFor("river")
+		if err != nil {
+			return err
+		}
+		if rvTime, err = riverRun(ctx, rvURL); err != nil {
+			return err
+		}
 	}
 	rvRate := float64(*items) / rvTime.Seconds()
 
@@ -306,6 +307,13 @@ func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files time.Durati
 		SELECT c.id, g::text, 2, 1, g::text::json FROM c, generate_series(0, $1 - 1) g`, n); err != nil {
 		return 0, 0, err
 	}
+	// A checkpoint resumed is not one written a second ago: autovacuum has
+	// been through its rows (set their hint bits, counted them for the
+	// planner). Without this, the first read of a million fresh rows writes
+	// them all back.
+	if _, err := s.Pool().Exec(ctx, `VACUUM (ANALYZE) checkpoint.items`); err != nil {
+		return 0, 0, err
+	}
 	dir, err := os.MkdirTemp("", "pgbench-")
 	if err != nil {
 		return 0, 0, err
@@ -347,6 +355,15 @@ func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files time.Durati
 	}
 	if files, err = first(checkpoint.WithDir(dir)); err != nil {
 		return 0, 0, err
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf + ".resume")
+		if err != nil {
+			return 0, 0, err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	pg, err = first(checkpoint.WithBackend(s))
 	return pg, files, err
