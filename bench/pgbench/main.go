@@ -42,16 +42,17 @@ import (
 )
 
 var (
-	items   = flag.Int("items", 100_000, "no-op items (and River jobs) in the throughput figures")
-	procs   = flag.Int("procs", 4, "worker processes")
-	workers = flag.Int("workers", 16, "workers per process")
-	resume  = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
-	db      = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
-	child   = flag.String("child", "", "internal: checkpoint or river")
-	rounds  = flag.Int("rounds", 3, "rounds of checkpoint then River (and of files then Postgres for resume)")
-	name    = flag.String("name", "bench", "internal: the checkpoint's name")
-	noRiver = flag.Bool("noriver", false, "skip River (for profiling)")
-	cpuProf = flag.String("cpuprofile", "", "write each checkpoint worker process's CPU profile to this path plus .PID")
+	items    = flag.Int("items", 100_000, "no-op items (and River jobs) in the throughput figures")
+	procs    = flag.Int("procs", 4, "worker processes")
+	workers  = flag.Int("workers", 16, "workers per process")
+	resume   = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
+	db       = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
+	child    = flag.String("child", "", "internal: checkpoint or river")
+	cooldown = flag.Duration("fetch-cooldown", 0, "River's FetchCooldown and FetchPollInterval (0: River's defaults, 100ms and 1s)")
+	rounds   = flag.Int("rounds", 3, "rounds of checkpoint then River (and of files then Postgres for resume)")
+	name     = flag.String("name", "bench", "internal: the checkpoint's name")
+	noRiver  = flag.Bool("noriver", false, "skip River (for profiling)")
+	cpuProf  = flag.String("cpuprofile", "", "write each checkpoint worker process's CPU profile to this path plus .PID")
 )
 
 func main() {
@@ -183,7 +184,7 @@ func spawn(mode, url, name string) ([]string, error) {
 	var wg sync.WaitGroup
 	for i := range *procs {
 		wg.Go(func() {
-			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers), "-cpuprofile", *cpuProf, "-name", name)
+			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers), "-cpuprofile", *cpuProf, "-name", name, "-fetch-cooldown", cooldown.String())
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			outs[i], errs[i] = strings.TrimSpace(string(out)), err
@@ -309,8 +310,10 @@ func riverWorker(ctx context.Context) error {
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &noopWorker{})
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: *workers}},
-		Workers: ws,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: *workers}},
+		Workers:           ws,
+		FetchCooldown:     *cooldown,
+		FetchPollInterval: *cooldown,
 	})
 	if err != nil {
 		return err
