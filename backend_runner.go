@@ -34,7 +34,7 @@ type remote struct {
 
 const (
 	claimBatchMin = 16   // first claim of a loop, and the smallest
-	claimBatchMax = 1000 // keys in one claim round trip at most
+	claimBatchMax = 4000 // keys in one claim round trip at most
 	releaseWait   = 10 * time.Second
 )
 
