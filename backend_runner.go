@@ -34,7 +34,7 @@ type remote struct {
 
 const (
 	claimBatchMin = 16   // first claim of a loop, and the smallest
-	claimBatchMax = 1000 // keys in one claim round trip at most
+	claimBatchMax = 4000 // keys in one claim round trip at most
 	releaseWait   = 10 * time.Second
 )
 
@@ -185,6 +185,7 @@ type claimLoop[K comparable, T, U any] struct {
 	stopRenew context.CancelFunc
 	renewing  sync.WaitGroup
 	renewed   atomic.Int64 // UnixNano when the latest renewal of all this loop's keys was sent
+	saving    func(K) bool // whether an outcome of the key is on its way (Process); nil: none
 }
 
 type claimItem[K comparable, U any] struct {
@@ -244,14 +245,35 @@ func (l *claimLoop[K, T, U]) finish() {
 }
 
 // run yields the items of items whose key this runner could claim, in input
-// order within each claim. Items whose key another live runner holds are
-// tried again after the input ends, until every one is completed, out of
-// attempts, or yielded. It returns when yield returns false, the runner is
-// closed (recorded for Err), or a claim fails.
+// order within each claim. Claims go ahead of the items handed out: while
+// the items of one claim are yielded, the next claimsAhead claims are on
+// their way, so that the workers do not wait for a round trip. Items whose
+// key another live runner holds are tried again after the input ends, until
+// every one is completed, out of attempts, or yielded. It returns when yield
+// returns false, the runner is closed (recorded for Err), or a claim fails.
 func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 	r := l.r
 	var batch, later []claimItem[K, U]
 	var c cursor
+	var ahead []*claimCall[K, U]
+	defer func() { // none outlives run; their keys are released by finish
+		for _, cl := range ahead {
+			<-cl.done
+		}
+	}()
+	// send starts the claim of batch and, once claimsAhead are on their
+	// way, hands out the items of the oldest.
+	send := func(batch []claimItem[K, U]) (bool, error) {
+		if cl := l.start(batch, &later); cl != nil {
+			ahead = append(ahead, cl)
+		}
+		if len(ahead) <= claimsAhead {
+			return true, nil
+		}
+		cl := ahead[0]
+		ahead = ahead[1:]
+		return l.deliver(cl, &later, yield)
+	}
 	for item := range items {
 		k := l.keyFn(item)
 		if !r.pending(k, &c) { // completed, or out of attempts, as far as we know
@@ -273,19 +295,29 @@ func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 		if len(batch) < l.size {
 			continue
 		}
-		more, err := l.claim(batch, &later, yield)
+		more, err := send(batch)
 		if !more || err != nil {
 			return err
 		}
-		batch = batch[:0]
+		batch = nil
 	}
 	if len(batch) > 0 {
-		if more, err := l.claim(batch, &later, yield); !more || err != nil {
+		if more, err := send(batch); !more || err != nil {
 			return err
 		}
 	}
-	// The keys others held: wait for them to be done, given up or free.
-	poll := min(max(r.backend.lease/8, 20*time.Millisecond), time.Second)
+	for len(ahead) > 0 {
+		cl := ahead[0]
+		ahead = ahead[1:]
+		if more, err := l.deliver(cl, &later, yield); !more || err != nil {
+			return err
+		}
+	}
+	// The keys others held: wait for them to be done, given up or free,
+	// looking soon at first (their holders are usually about to finish
+	// them), then less and less often.
+	maxPoll := min(max(r.backend.lease/8, 20*time.Millisecond), time.Second)
+	poll := min(20*time.Millisecond, maxPoll)
 	for len(later) > 0 {
 		t := time.NewTimer(poll)
 		select {
@@ -294,6 +326,7 @@ func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 			return l.ctx.Err()
 		case <-t.C:
 		}
+		poll = min(2*poll, maxPoll)
 		if r.runnerClosed() {
 			r.setErr(ErrClosed)
 			return nil
@@ -318,21 +351,43 @@ func (l *claimLoop[K, T, U]) run(items iter.Seq[U], yield func(U) bool) error {
 	return nil
 }
 
+// claimsAhead is how many claims a loop sends before it hands out the items
+// of the first.
+const claimsAhead = 2
+
+// A claimCall is a claim on its way.
+type claimCall[K comparable, U any] struct {
+	send   []claimItem[K, U]
+	keys   [][]byte
+	states []ClaimState
+	sent   time.Time
+	err    error
+	done   chan struct{}
+}
+
 // claim claims the keys of batch in one round trip and yields the items it
 // got. Items with a key held elsewhere, or by this runner for an item still
 // in hand, go to later. more is false once yield returned false.
 func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K, U], yield func(U) bool) (more bool, err error) {
-	r, b := l.r, l.r.backend
-	if r.runnerClosed() {
-		r.setErr(ErrClosed)
-		return false, nil
+	cl := l.start(batch, later)
+	if cl == nil {
+		return true, nil
 	}
-	// A key twice in one claim, or in hand in another loop, waits: its
-	// first item's outcome decides whether it runs again. The keys sent are
-	// reserved to this loop before the claim, since the database gives a
-	// key this runner holds to any of its loops.
-	keys := make([][]byte, 0, len(batch))
-	send := make([]claimItem[K, U], 0, len(batch))
+	return l.deliver(cl, later, yield)
+}
+
+// start sends the claim of batch's keys, or returns nil if none is to be
+// sent. A key twice in one claim, or in hand in another loop, goes to later:
+// its first item's outcome decides whether it runs again. The keys sent are
+// reserved to this loop before the claim, since the database gives a key
+// this runner holds to any of its loops.
+func (l *claimLoop[K, T, U]) start(batch []claimItem[K, U], later *[]claimItem[K, U]) *claimCall[K, U] {
+	b := l.r.backend
+	cl := &claimCall[K, U]{
+		keys: make([][]byte, 0, len(batch)),
+		send: make([]claimItem[K, U], 0, len(batch)),
+		done: make(chan struct{}),
+	}
 	seen := make(map[string]struct{}, len(batch))
 	b.mu.Lock()
 	for _, it := range batch {
@@ -343,45 +398,73 @@ func (l *claimLoop[K, T, U]) claim(batch []claimItem[K, U], later *[]claimItem[K
 		}
 		seen[string(it.kb)] = struct{}{}
 		b.inHand[string(it.kb)] = l.id
-		keys = append(keys, it.kb)
-		send = append(send, it)
+		cl.keys = append(cl.keys, it.kb)
+		cl.send = append(cl.send, it)
 	}
 	b.mu.Unlock()
-	if len(keys) == 0 {
-		return true, nil
+	if len(cl.keys) == 0 {
+		return nil
 	}
-	states := make([]ClaimState, len(keys))
-	sent := time.Now()
-	if err := b.cp.Claim(l.ctx, keys, states); err != nil {
+	cl.states = make([]ClaimState, len(cl.keys))
+	cl.sent = time.Now()
+	go func() {
+		defer close(cl.done)
+		cl.err = b.cp.Claim(l.ctx, cl.keys, cl.states)
+	}()
+	return cl
+}
+
+// deliver waits for the claim cl and yields the items it got.
+func (l *claimLoop[K, T, U]) deliver(cl *claimCall[K, U], later *[]claimItem[K, U], yield func(U) bool) (more bool, err error) {
+	r, b := l.r, l.r.backend
+	<-cl.done
+	if cl.err != nil {
 		b.mu.Lock()
-		for _, k := range keys {
+		for _, k := range cl.keys {
 			delete(b.inHand, string(k))
 		}
 		b.mu.Unlock()
 		if l.ctx.Err() != nil {
 			return false, l.ctx.Err()
 		}
-		return false, backendErr("claim", err)
+		return false, backendErr("claim", cl.err)
+	}
+	if r.runnerClosed() {
+		r.setErr(ErrClosed)
+		return false, nil
 	}
 	b.mu.Lock()
-	for i, it := range send {
-		if states[i] != ClaimTaken {
-			delete(b.inHand, string(it.kb)) // reserved above
+	for i, it := range cl.send {
+		if cl.states[i] != ClaimTaken {
+			delete(b.inHand, string(it.kb)) // reserved by start
 		}
 	}
 	b.mu.Unlock()
 	start := time.Now()
 	if debugClaims {
-		fmt.Printf("DEBUG claim %q -> %v\n", keys, states)
+		fmt.Printf("DEBUG claim %q -> %v\n", cl.keys, cl.states)
 	}
 	var lapsed []claimItem[K, U]
-	for i, it := range send {
-		switch states[i] {
+	var c cursor
+	for i, it := range cl.send {
+		switch cl.states[i] {
 		case ClaimTaken:
+			// Claims go ahead of the items handed out: an earlier item
+			// of the same key may have been saved since, or be being saved.
+			if !r.pending(it.key, &c) {
+				b.settle(it.kb)
+				l.skipped++
+				continue
+			}
+			if l.saving != nil && l.saving(it.key) {
+				*later = append(*later, it)
+				continue
+			}
 			// An item is handed out only while its lease surely holds: if
 			// neither the claim nor a renewal was sent within 3/4 of a
-			// lease (the database was unreachable), claim it again first.
-			if lapsed != nil || !l.leaseHolds(sent) {
+			// lease (the database was unreachable, or the items before it
+			// took long), claim it again first.
+			if lapsed != nil || !l.leaseHolds(cl.sent) {
 				lapsed = append(lapsed, it)
 				continue
 			}
@@ -481,18 +564,36 @@ func (r *Runner[K, T]) counted(items iter.Seq[T]) iter.Seq[T] {
 }
 
 // remoteProcess is Process on a Backend: the items reach the workers once
-// claimed, and the claims are renewed until the last worker has stopped.
+// claimed, and the claims are renewed until the last outcome is committed.
+// A worker goes on to its next item while its outcome is being committed
+// (see asyncSaves); Process returns after every commit.
 func (r *Runner[K, T]) remoteProcess(ctx context.Context, save outcomeSaver[K], items iter.Seq[T], keyFn func(T) K,
 	fn func(ctx context.Context, item T) (any, error), cfg processConfig, bar *progress) (Summary, error) {
+	start := time.Now()
 	cfg.claimed = true
 	l := newClaimLoop(ctx, r, keyFn)
 	var claimErr error
 	claimed := func(yield func(T) bool) {
 		claimErr = l.run(items, yield)
 	}
-	sum, err := r.process(ctx, save, claimed, keyFn, fn, cfg, bar)
-	l.finish()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	as := &asyncSaves[K]{inner: save, encode: r.encodeResultJSON, cancel: cancel,
+		slots: make(chan struct{}, savesAhead), saving: make(map[K]int)}
+	l.saving = as.busy
+	sum, err := r.process(pctx, as, claimed, keyFn, fn, cfg, bar)
+	as.wg.Wait()
+	l.finish() // after the commits: a key is in hand until its outcome is
 	sum.Skipped += l.skipped
+	sum.Elapsed = time.Since(start)
+	if as.err != nil {
+		sum.Succeeded -= as.lostResults
+		sum.Failed -= as.lostErrors
+		sum.Processed = sum.Succeeded + sum.Failed
+		if err == nil || errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			err = as.err
+		}
+	}
 	if err == nil && claimErr != nil && ctx.Err() == nil {
 		err = claimErr
 	}

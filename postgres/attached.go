@@ -28,25 +28,34 @@ const (
 	stateCompleted = 2
 )
 
-// Claim takes the leases in one statement. Rows that do not exist yet are
-// inserted already leased; existing rows without an outcome that ends them
-// and whose lease is free, ran out, or is this runner's, are locked with FOR
-// UPDATE SKIP LOCKED (a row another claim is locking right now is left to
-// it) and leased. Keys neither taken nor seen completed or out of attempts
-// are reported held: by another runner, or inserted by a concurrent claim
-// that this statement's snapshot cannot see yet. Keys go in byte order, so
-// that concurrent claims and saves lock rows in the same order.
+// Claim takes the leases in one statement. It first reads the rows of the
+// keys that exist, without locks: the outcomes and leases it finds decide
+// the rest, so that the keys completed or leased elsewhere (most of them,
+// when many runners go through the same input) cost one index probe and
+// never wait for another transaction. Keys without a row are inserted
+// already leased (ON CONFLICT DO NOTHING: a key a concurrent claim inserted
+// first is reported held). Existing rows that looked free (no outcome that
+// ends them; no lease, a lease run out, or this runner's) are locked with
+// FOR UPDATE SKIP LOCKED, which checks the conditions again on the latest
+// version of the row, and leased; a row another transaction is writing is
+// left to it and reported held. Keys go in byte order, so that concurrent
+// claims and saves lock rows in the same order.
 const claimSQL = `
-WITH ins AS (
+WITH ex AS (
+	SELECT i.key, i.state, i.attempts, i.lease_until, i.owner FROM checkpoint.items i
+	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[])
+), ins AS (
 	INSERT INTO checkpoint.items AS i (checkpoint_id, key, owner, lease_until)
 	SELECT $1, u.k, $3, now() + $4::bigint * interval '1 microsecond'
-	FROM unnest($2::text[]) AS u(k) ORDER BY u.k
+	FROM unnest($2::text[]) AS u(k) WHERE NOT EXISTS (SELECT FROM ex WHERE ex.key = u.k) ORDER BY u.k
 	ON CONFLICT (checkpoint_id, key) DO NOTHING
 	RETURNING i.key
 ), cand AS (
 	SELECT i.key FROM checkpoint.items i
-	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[]) AND i.state <> 2
-		AND ($5::int = 0 OR i.attempts < $5::int)
+	WHERE i.checkpoint_id = $1 AND i.key = ANY(ARRAY(
+			SELECT ex.key FROM ex WHERE ex.state <> 2 AND ($5::int = 0 OR ex.attempts < $5::int)
+				AND (ex.lease_until IS NULL OR ex.lease_until <= now() OR ex.owner = $3)))
+		AND i.state <> 2 AND ($5::int = 0 OR i.attempts < $5::int)
 		AND (i.lease_until IS NULL OR i.lease_until <= now() OR i.owner = $3)
 	ORDER BY i.key
 	FOR UPDATE SKIP LOCKED
@@ -57,9 +66,8 @@ WITH ins AS (
 )
 SELECT key, 0 FROM ins
 UNION ALL SELECT key, 0 FROM upd
-UNION ALL SELECT i.key, CASE WHEN i.state = 2 THEN 1 ELSE 2 END FROM checkpoint.items i
-	WHERE i.checkpoint_id = $1 AND i.key = ANY($2::text[])
-		AND (i.state = 2 OR ($5::int > 0 AND i.attempts >= $5::int))`
+UNION ALL SELECT ex.key, CASE WHEN ex.state = 2 THEN 1 ELSE 2 END FROM ex
+	WHERE ex.state = 2 OR ($5::int > 0 AND ex.attempts >= $5::int)`
 
 func (c *attached) Claim(ctx context.Context, keys [][]byte, states []checkpoint.ClaimState) error {
 	pos := make(map[string]int, len(keys))
@@ -145,6 +153,9 @@ func (c *attached) SaveError(ctx context.Context, key []byte, msg string, claime
 
 // Load streams the keys with an outcome with COPY: resuming a checkpoint of
 // ten million keys reads them in one pass, without a row of Go values each.
+// A key completed at its first attempt, the common case by far, comes with
+// NULL (\N) in the second field, which costs the server no conversion; any
+// other comes with state*loadStateUnit + attempts.
 func (c *attached) Load(ctx context.Context, fn func(key []byte, s checkpoint.KeyState) error) error {
 	return c.s.retry(ctx, "load", func(ctx context.Context) error {
 		conn, err := c.s.pool.Acquire(ctx)
@@ -153,24 +164,31 @@ func (c *attached) Load(ctx context.Context, fn func(key []byte, s checkpoint.Ke
 		}
 		defer conn.Release()
 		w := &copyRows{fn: func(f [][]byte) error {
-			if len(f) != 3 {
+			if len(f) != 2 {
 				return fmt.Errorf("postgres: load: a row of %d fields", len(f))
 			}
-			att, err := strconv.Atoi(string(f[2]))
-			if err != nil {
-				return err
+			if string(f[1]) == `\N` {
+				return fn(unescapeCopy(f[0]), checkpoint.KeyState{Done: true})
 			}
-			return fn(unescapeCopy(f[0]), checkpoint.KeyState{Done: string(f[1]) == "2", Attempts: att})
+			v, err := strconv.ParseInt(string(f[1]), 10, 64)
+			if err != nil {
+				return fmt.Errorf("postgres: load: %w", err)
+			}
+			return fn(unescapeCopy(f[0]), checkpoint.KeyState{Done: v/loadStateUnit == stateCompleted, Attempts: int(v % loadStateUnit)})
 		}}
 		// The id is our own integer, not user text: formatting it in is safe.
-		_, err = conn.Conn().PgConn().CopyTo(ctx, w, `COPY (SELECT key, state, attempts FROM checkpoint.items
-			WHERE checkpoint_id = `+strconv.FormatInt(c.id, 10)+` AND state > 0) TO STDOUT`)
+		_, err = conn.Conn().PgConn().CopyTo(ctx, w, `COPY (SELECT key,
+				CASE WHEN state = 2 AND attempts = 0 THEN NULL ELSE state * `+strconv.Itoa(loadStateUnit)+`::bigint + attempts END
+			FROM checkpoint.items WHERE checkpoint_id = `+strconv.FormatInt(c.id, 10)+` AND state > 0) TO STDOUT`)
 		if err == nil {
 			err = w.flush()
 		}
 		return err
 	})
 }
+
+// loadStateUnit separates state from attempts in Load's second field.
+const loadStateUnit = 10_000_000_000
 
 // copyRows splits COPY's text output into rows and fields.
 type copyRows struct {

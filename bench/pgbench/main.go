@@ -20,9 +20,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,12 +42,17 @@ import (
 )
 
 var (
-	items   = flag.Int("items", 100_000, "no-op items (and River jobs) in the throughput figures")
-	procs   = flag.Int("procs", 4, "worker processes")
-	workers = flag.Int("workers", 16, "workers per process")
-	resume  = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
-	db      = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
-	child   = flag.String("child", "", "internal: checkpoint or river")
+	items    = flag.Int("items", 100_000, "no-op items (and River jobs) in the throughput figures")
+	procs    = flag.Int("procs", 4, "worker processes")
+	workers  = flag.Int("workers", 16, "workers per process")
+	resume   = flag.Int("resume", 10_000_000, "completed keys in the resume figure (0 skips it)")
+	db       = flag.String("db", "", "a Postgres server (URL of a database whose tables may be dropped); default: a throwaway cluster")
+	child    = flag.String("child", "", "internal: checkpoint or river")
+	cooldown = flag.Duration("fetch-cooldown", 0, "River's FetchCooldown and FetchPollInterval (0: River's defaults, 100ms and 1s)")
+	rounds   = flag.Int("rounds", 3, "rounds of checkpoint then River (and of files then Postgres for resume)")
+	name     = flag.String("name", "bench", "internal: the checkpoint's name")
+	noRiver  = flag.Bool("noriver", false, "skip River (for profiling)")
+	cpuProf  = flag.String("cpuprofile", "", "write each checkpoint worker process's CPU profile to this path plus .PID")
 )
 
 func main() {
@@ -59,16 +68,16 @@ func run() error {
 	if *child != "" {
 		return runChild(ctx)
 	}
-	urlFor := func(name string) (string, error) { return *db, nil }
+	dbFor := func(name string) (string, error) { return *db, nil }
 	if *db == "" {
 		c, err := pgtest.Start()
 		if err != nil {
 			return err
 		}
 		defer c.Stop()
-		urlFor = c.CreateDB
+		dbFor = c.CreateDB
 	}
-	ckURL, err := urlFor("ckpt")
+	ckURL, err := dbFor("ckpt")
 	if err != nil {
 		return err
 	}
@@ -77,68 +86,105 @@ func run() error {
 		return err
 	}
 	defer s.Close()
-	// checkpoint
-	start := time.Now()
-	outs, err := spawn("checkpoint", ckURL)
-	if err != nil {
-		return err
-	}
-	ckTime := time.Since(start)
+	// Rounds alternate checkpoint and River on the same server; each round
+	// starts from empty tables.
+	var ckRates, rvRates, ratios, claimsPer100, commitsPer100 []float64
 	var claims, claimed, commits, saves int64
-	for _, o := range outs {
-		var st postgres.Stats
-		if err := json.Unmarshal([]byte(o), &st); err != nil {
-			return fmt.Errorf("child said %q: %w", o, err)
-		}
-		claims += st.ClaimRoundTrips
-		claimed += st.ClaimedKeys
-		commits += st.SaveRoundTrips
-		saves += st.Saves
-	}
-	var done int
-	s.Pool().QueryRow(ctx, `SELECT count(*) FROM checkpoint.items WHERE state = 2`).Scan(&done)
-	if done != *items {
-		return fmt.Errorf("checkpoint: %d items completed, want %d", done, *items)
-	}
-	ckRate := float64(*items) / ckTime.Seconds()
-
-	// River
-	rvURL, err := urlFor("river")
-	if err != nil {
-		return err
-	}
-	rvTime, err := riverRun(ctx, rvURL)
-	if err != nil {
-		return err
-	}
-	rvRate := float64(*items) / rvTime.Seconds()
-
-	fmt.Printf("| figure | value | reference | ratio | target |\n|---|---|---|---|---|\n")
-	fmt.Printf("| Process on Postgres, %d processes x %d workers, %d no-op items | %.0f items/s (%.2fs) | River insert+complete: %.0f jobs/s (%.2fs) | %.2fx | >= 10000/s, >= 1x |\n",
-		*procs, *workers, *items, ckRate, ckTime.Seconds(), rvRate, rvTime.Seconds(), ckRate/rvRate)
-	fmt.Printf("| claim round trips per 100 items | %.2f (%d claims of %d keys) | — | — | <= 1 |\n",
-		100*float64(claims)/float64(*items), claims, claimed)
-	fmt.Printf("| save commits per 100 items | %.2f (%d commits of %d saves) | — | — | — |\n",
-		100*float64(commits)/float64(*items), commits, saves)
-	if *resume > 0 {
-		pg, files, err := resumeFigure(ctx, s)
+	for round := range *rounds {
+		name := fmt.Sprintf("bench%d", round)
+		start := time.Now()
+		outs, err := spawn("checkpoint", ckURL, name)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| resume of %d completed keys to the first item: Open on Postgres | %.2fs | Open on files: %.2fs | %.2fx | <= 5x |\n",
-			*resume, pg.Seconds(), files.Seconds(), pg.Seconds()/files.Seconds())
+		ckTime := time.Since(start)
+		claims, claimed, commits, saves = 0, 0, 0, 0
+		for _, o := range outs {
+			var st postgres.Stats
+			if err := json.Unmarshal([]byte(o), &st); err != nil {
+				return fmt.Errorf("child said %q: %w", o, err)
+			}
+			claims += st.ClaimRoundTrips
+			claimed += st.ClaimedKeys
+			commits += st.SaveRoundTrips
+			saves += st.Saves
+		}
+		var done, outcomes int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*), coalesce(sum(outcomes), 0) FROM checkpoint.items i
+			JOIN checkpoint.checkpoints c ON c.id = i.checkpoint_id WHERE c.name = $1 AND state = 2`, name).Scan(&done, &outcomes); err != nil {
+			return err
+		}
+		if done != *items || outcomes != *items {
+			return fmt.Errorf("checkpoint: %d items completed with %d outcomes, want %d", done, outcomes, *items)
+		}
+		ckRate := float64(*items) / ckTime.Seconds()
+		ckRates = append(ckRates, ckRate)
+		claimsPer100 = append(claimsPer100, 100*float64(claims)/float64(*items))
+		commitsPer100 = append(commitsPer100, 100*float64(commits)/float64(*items))
+		line := fmt.Sprintf("round %d: checkpoint %.0f items/s (%.2fs), %d claims of %d keys, %d commits of %d saves",
+			round+1, ckRate, ckTime.Seconds(), claims, claimed, commits, saves)
+		if !*noRiver {
+			rvURL, err := dbFor(fmt.Sprintf("river%d", round))
+			if err != nil {
+				return err
+			}
+			rvTime, err := riverRun(ctx, rvURL)
+			if err != nil {
+				return err
+			}
+			rvRate := float64(*items) / rvTime.Seconds()
+			rvRates = append(rvRates, rvRate)
+			ratios = append(ratios, ckRate/rvRate)
+			line += fmt.Sprintf("; River %.0f jobs/s (%.2fs); ratio %.2fx", rvRate, rvTime.Seconds(), ckRate/rvRate)
+		}
+		fmt.Fprintln(os.Stderr, line)
+	}
+
+	fmt.Printf("| figure (median of %d rounds [min–max]) | value | reference | ratio | target |\n|---|---|---|---|---|\n", *rounds)
+	if *noRiver {
+		fmt.Printf("| Process on Postgres, %d processes x %d workers, %d no-op items | %s items/s | — | — | >= 10000/s |\n",
+			*procs, *workers, *items, spread(ckRates, "%.0f"))
+	} else {
+		fmt.Printf("| Process on Postgres, %d processes x %d workers, %d no-op items | %s items/s | River insert+complete: %s jobs/s | %s | >= 10000/s, >= 1x |\n",
+			*procs, *workers, *items, spread(ckRates, "%.0f"), spread(rvRates, "%.0f"), spread(ratios, "%.2fx"))
+	}
+	fmt.Printf("| claim round trips per 100 items | %s | — | — | <= 1 |\n", spread(claimsPer100, "%.2f"))
+	fmt.Printf("| save commits per 100 items | %s | — | — | — |\n", spread(commitsPer100, "%.2f"))
+	if *resume > 0 {
+		pg, files, ratio, err := resumeFigure(ctx, s)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| resume of %d completed keys to the first item: Open on Postgres | %s s | Open on files: %s s | %s | <= 5x |\n",
+			*resume, spread(pg, "%.2f"), spread(files, "%.2f"), spread(ratio, "%.2fx"))
+	}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("\nload average at the end: %s\n", strings.Join(strings.Fields(string(la))[:3], " "))
 	}
 	return nil
 }
 
+// spread formats the median of v and its range.
+func spread(v []float64, f string) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 1 {
+		return fmt.Sprintf(f, s[0])
+	}
+	return fmt.Sprintf(f+" ["+f+"–"+f+"]", s[len(s)/2], s[0], s[len(s)-1])
+}
+
 // spawn runs the worker processes and returns what each printed.
-func spawn(mode, url string) ([]string, error) {
+func spawn(mode, url, name string) ([]string, error) {
 	outs := make([]string, *procs)
 	errs := make([]error, *procs)
 	var wg sync.WaitGroup
 	for i := range *procs {
 		wg.Go(func() {
-			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers))
+			cmd := exec.Command(os.Args[0], "-child", mode, "-db", url, "-items", strconv.Itoa(*items), "-workers", strconv.Itoa(*workers), "-cpuprofile", *cpuProf, "-name", name, "-fetch-cooldown", cooldown.String())
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			outs[i], errs[i] = strings.TrimSpace(string(out)), err
@@ -156,12 +202,21 @@ func spawn(mode, url string) ([]string, error) {
 func runChild(ctx context.Context) error {
 	switch *child {
 	case "checkpoint":
+		if *cpuProf != "" {
+			f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProf, os.Getpid()))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 		s, err := postgres.Open(ctx, *db)
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		r, err := checkpoint.Open[int, int]("bench", checkpoint.WithBackend(s))
+		r, err := checkpoint.Open[int, int](*name, checkpoint.WithBackend(s), checkpoint.WithLogger(quiet))
 		if err != nil {
 			return err
 		}
@@ -218,7 +273,7 @@ func riverRun(ctx context.Context, url string) (time.Duration, error) {
 	}
 	var wg sync.WaitGroup
 	var spawnErr error
-	wg.Go(func() { _, spawnErr = spawn("river", url) })
+	wg.Go(func() { _, spawnErr = spawn("river", url, "") })
 	time.Sleep(2 * time.Second) // the workers are up and listening
 	start := time.Now()
 	for lo := 0; lo < *items; lo += 10_000 {
@@ -255,8 +310,10 @@ func riverWorker(ctx context.Context) error {
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &noopWorker{})
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: *workers}},
-		Workers: ws,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: *workers}},
+		Workers:           ws,
+		FetchCooldown:     *cooldown,
+		FetchPollInterval: *cooldown,
 	})
 	if err != nil {
 		return err
@@ -280,23 +337,31 @@ func riverWorker(ctx context.Context) error {
 }
 
 // resumeFigure times Open up to the first item yielded, for a checkpoint of
-// *resume completed keys and one more pending, on Postgres and on files.
-func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files time.Duration, err error) {
+// *resume completed keys and one more pending, on files then on Postgres in
+// each of *rounds rounds.
+func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files, ratio []float64, err error) {
 	n := *resume
 	if _, err := s.Pool().Exec(ctx, `WITH c AS (
 			INSERT INTO checkpoint.checkpoints (name) VALUES ('resume') RETURNING id)
 		INSERT INTO checkpoint.items (checkpoint_id, key, state, outcomes, result)
 		SELECT c.id, g::text, 2, 1, g::text::json FROM c, generate_series(0, $1 - 1) g`, n); err != nil {
-		return 0, 0, err
+		return nil, nil, nil, err
+	}
+	// A checkpoint resumed is not one written a second ago: autovacuum has
+	// been through its rows (set their hint bits, counted them for the
+	// planner). Without this, the first read of a million fresh rows writes
+	// them all back.
+	if _, err := s.Pool().Exec(ctx, `VACUUM (ANALYZE) checkpoint.items`); err != nil {
+		return nil, nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "pgbench-")
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	f, err := os.Create(filepath.Join(dir, "resume_results.jsonl"))
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, nil, err
 	}
 	buf := make([]byte, 0, 1<<20)
 	ts := time.Now().Format("2006-01-02T15:04:05.000000-07:00")
@@ -328,9 +393,32 @@ func resumeFigure(ctx context.Context, s *postgres.Store) (pg, files time.Durati
 		}
 		return time.Since(start), r.Err()
 	}
-	if files, err = first(checkpoint.WithDir(dir)); err != nil {
-		return 0, 0, err
+	// Once unmeasured: a file checkpoint being resumed has its meta file.
+	if _, err := first(checkpoint.WithDir(dir)); err != nil {
+		return nil, nil, nil, err
 	}
-	pg, err = first(checkpoint.WithBackend(s))
-	return pg, files, err
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf + ".resume")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	for round := range *rounds {
+		f, err := first(checkpoint.WithDir(dir), checkpoint.WithLogger(quiet))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		p, err := first(checkpoint.WithBackend(s), checkpoint.WithLogger(quiet))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		fmt.Fprintf(os.Stderr, "resume round %d: Postgres %.2fs, files %.2fs, %.2fx\n", round+1, p.Seconds(), f.Seconds(), p.Seconds()/f.Seconds())
+		pg, files, ratio = append(pg, p.Seconds()), append(files, f.Seconds()), append(ratio, p.Seconds()/f.Seconds())
+	}
+	return pg, files, ratio, nil
 }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +27,7 @@ type Cluster struct {
 	Port int
 	dir  string // holds data/, the socket and the log
 	bin  string
-	cred *syscall.Credential // nil unless we are root
+	cred *credential // nil unless we are root
 }
 
 // Bin finds the folder of initdb and pg_ctl: $PG_BIN, the newest
@@ -72,7 +71,7 @@ func Start() (*Cluster, error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		c.cred = newCredential(uid, gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -101,7 +100,7 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		runAs(cmd, c.cred)
 	}
 	return cmd.CombinedOutput()
 }
