@@ -310,30 +310,52 @@ func (x *index[K]) getNear(k K, c *cursor) (s slot, ok bool) {
 }
 
 // prefetch reads the memory that looking up keys will need, for a caller
-// about to look them up one by one in an order unrelated to the entries'
-// (Iterate over shuffled items). Each lookup costs two cache misses, the
-// table word and then the entry; one after the other, a lookup waits for
-// memory twice. Here the table words of all keys are read first, then the
-// entries they point to, with no branch on the data in between, so the CPU
-// has many misses in flight at once. The values read go to *sink, so that
-// they are not optimised away; only the caller's goroutine writes it.
-func (x *index[K]) prefetch(keys []K, sink *uint64) {
-	var hs [prefetchLen]uint64
+// about to look them up in an order unrelated to the entries' (Iterate over
+// shuffled items). Each lookup costs two cache misses, the table word and
+// then the entry; one after the other, a lookup waits for memory twice.
+// Here the table words of all keys are read first, then the entries they
+// point to, with no branch on the data in between, so the CPU has many
+// misses in flight at once. It stores each key's hash in hs, for
+// findHashed. The values read go to *sink, so that they are not optimised
+// away; only the caller's goroutine writes it.
+func (x *index[K]) prefetch(keys []K, hs *[prefetchLen]uint64, sink *uint64) {
 	keys = keys[:min(len(keys), prefetchLen)]
-	var sum uint64
+	// Three loops, each as short as it can be, so that the CPU's window of
+	// instructions in flight spans as many of the misses as possible.
+	var at [prefetchLen]uint64
 	for i, k := range keys {
 		h := x.hash(k)
 		hs[i] = h
-		sum += x.cur.word(x.cur.home(h))
+		at[i] = x.cur.home(h)
 	}
+	var ws [prefetchLen]uint64
 	for i := range keys {
-		if w := x.cur.word(x.cur.home(hs[i])); w != 0 {
-			if p := int(w&posMask) - 1; p < x.n {
-				sum += uint64(*x.slotAt(p))
-			}
+		ws[i] = x.cur.word(at[i])
+	}
+	var sum uint64
+	for i := range keys {
+		if p := int(ws[i]&posMask) - 1; p >= 0 && p < x.n {
+			sum += uint64(*x.slotAt(p))
 		}
 	}
 	*sink += sum
+}
+
+// doneAhead reports, as bit i of the result, which of keys (at most
+// prefetchLen, hashes in hs, from prefetch) are completed, and moves c as
+// findNear would have, one key after the other.
+func (x *index[K]) doneAhead(keys []K, hs *[prefetchLen]uint64, c *cursor) uint64 {
+	var done uint64
+	for i, k := range keys[:min(len(keys), prefetchLen)] {
+		if p := x.findHashed(k, hs[i]); p >= 0 {
+			c.off = p != c.pos
+			c.pos = p + 1
+			if x.slotAt(p).done() {
+				done |= 1 << i
+			}
+		}
+	}
+	return done
 }
 
 // prefetchLen is the most keys prefetch reads ahead: enough misses in
@@ -489,31 +511,47 @@ func (a *strArena) get(ref uint64) string {
 // lookahead holds keys computed ahead of Iterate's loop, for prefetch.
 type lookahead[K comparable] struct {
 	keys [prefetchLen]K
-	i, n int // keys[i:n] are the keys of the next items
+	hs   [prefetchLen]uint64
+	i, n int    // keys[i:n] are the keys of the next items
+	done uint64 // bit j: keys[j] was completed when read ahead
 	sink uint64
 }
 
-// keyAhead returns the key of items[i]. While items come in the order of
-// the entries (c.off is false) it is keyFn(items[i]); once they do not, it
-// computes the keys of the next prefetchLen items at once and prefetches
-// their index memory, so that the lookups that follow, one per item, as
-// they are reached, find it in cache. keyFn is still called once per item,
-// up to prefetchLen items before the loop reaches them.
-func (r *Runner[K, T]) keyAhead(la *lookahead[K], items []T, i int, keyFn func(T) K, c *cursor) K {
+// keyAhead returns the key of items[i], and skip if it was already
+// completed when read ahead. While items come in the order of the entries
+// (c.off is false) it is keyFn(items[i]), with skip false: the caller looks
+// it up. Once they do not, it computes the keys of the next prefetchLen
+// items at once, prefetches their index memory, so that the cache misses of
+// their lookups overlap, and looks them all up under one read lock.
+//
+// A completed key is skipped without a second look: nothing makes a result
+// pending again but a later SaveError of the same key, and a skip decided a
+// few items early is as right as one decided a moment before the item (a
+// concurrent save could land just after either). Every other key is looked
+// up again by the caller, as the item is reached, so that a key saved
+// meanwhile (a duplicate item, saved in the loop) is not yielded twice.
+// keyFn is still called once per item, up to prefetchLen items before the
+// loop reaches them.
+func (r *Runner[K, T]) keyAhead(la *lookahead[K], items []T, i int, keyFn func(T) K, c *cursor) (k K, skip bool) {
 	if la.i < la.n {
 		la.i++
-		return la.keys[la.i-1]
+		return la.keys[la.i-1], la.done>>(la.i-1)&1 != 0
 	}
 	if !c.off {
-		return keyFn(items[i])
+		return keyFn(items[i]), false
 	}
 	la.n = min(prefetchLen, len(items)-i)
 	for j := range la.n {
 		la.keys[j] = keyFn(items[i+j])
 	}
 	la.i = 1
+	keys := la.keys[:la.n]
 	r.mu.RLock()
-	r.index.prefetch(la.keys[:la.n], &la.sink)
+	r.index.prefetch(keys, &la.hs, &la.sink)
+	la.done = 0
+	if !r.closed { // else the caller's lookup records ErrClosed
+		la.done = r.index.doneAhead(keys, &la.hs, c)
+	}
 	r.mu.RUnlock()
-	return la.keys[0]
+	return la.keys[0], la.done&1 != 0
 }

@@ -232,7 +232,7 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 		defer fl.release()
 		var la lookahead[K] // keys read ahead for shuffled items: see keyAhead
 		for i, item := range items {
-			if k := r.keyAhead(&la, items, i, keyFn, &c); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
+			if k, skip := r.keyAhead(&la, items, i, keyFn, &c); !skip && r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
 				return
 			}
 		}
