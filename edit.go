@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,7 @@ var ErrUnknownKey = errors.New("no outcome for key")
 func Compact(dir, name string) (before, after int64, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		e.sameState = true
-		before = e.r.results.size + e.r.errors.size
+		before = e.results.size + e.errors.size
 		after, err = e.rewrite(
 			func(_ string, s slot, off int64) bool { return s.done() && s.offset() == off },
 			func(_ string, s slot, _ int64) bool { return !s.done() })
@@ -46,7 +45,7 @@ func Compact(dir, name string) (before, after int64, err error) {
 func Retry(dir, name string, match func(Failure[string]) bool) (n int, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		drop := map[string]struct{}{}
-		v := &View{r: e.r}
+		v := &View{results: e.results, errors: e.errors, ix: e.ix}
 		for f := range v.Failures() {
 			if match(f) {
 				drop[KeyText(f.Key)] = struct{}{}
@@ -74,7 +73,7 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		drop := map[string]struct{}{}
 		for _, k := range keys {
-			s, ok := e.r.index.get(k)
+			s, ok := e.ix.get(k)
 			if !ok {
 				return fmt.Errorf("checkpoint: %w %q in %q%s", ErrUnknownKey, k, name, e.keyExamples())
 			}
@@ -129,7 +128,8 @@ func Reset(dir, name string, backup bool) (bak string, err error) {
 // and its files repaired as Open repairs them.
 type editor struct {
 	dir, name         string
-	r                 *Runner[string, json.RawMessage]
+	results, errors   *journal
+	ix                keyIndex
 	completed, failed int  // after the change
 	sameState         bool // Compact: the meta's last update stays
 }
@@ -171,10 +171,8 @@ func edit(dir, name string, change func(*editor) error) error {
 	if err := finishRenames(dir, name, log); err != nil {
 		return err
 	}
-	r := &Runner[string, json.RawMessage]{name: name, dir: dir, log: log, keys: keyTextCodec(), metaPath: e.path("_meta.json")}
-	e.r = r
 	defer func() {
-		for _, j := range []*journal{r.results, r.errors} {
+		for _, j := range []*journal{e.results, e.errors} {
 			if j != nil && j.f != nil {
 				j.f.Close()
 			}
@@ -186,7 +184,7 @@ func edit(dir, name string, change func(*editor) error) error {
 	for _, jp := range []struct {
 		j      **journal
 		suffix string
-	}{{&r.errors, "_errors.jsonl"}, {&r.results, "_results.jsonl"}} {
+	}{{&e.errors, "_errors.jsonl"}, {&e.results, "_results.jsonl"}} {
 		p := e.path(jp.suffix)
 		if _, err := os.Stat(p); err != nil {
 			*jp.j = &journal{path: p}
@@ -196,10 +194,10 @@ func edit(dir, name string, change func(*editor) error) error {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	if _, _, err := r.loadIndex(); err != nil {
+	if e.ix, _, _, err = loadKeyIndex(dir, name, e.results, e.errors, false); err != nil {
 		return err
 	}
-	e.completed, e.failed = r.completed, r.failed
+	e.completed, e.failed = e.ix.counts()
 	return change(e)
 }
 
@@ -207,7 +205,7 @@ func edit(dir, name string, change func(*editor) error) error {
 // that is not there.
 func (e *editor) keyExamples() string {
 	var ex []string
-	for k := range e.r.index.all {
+	for k := range e.ix.texts {
 		if len(ex) == 3 {
 			break
 		}
@@ -247,7 +245,7 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	for _, step := range []struct {
 		j    *journal
 		keep func(string, slot, int64) bool
-	}{{e.r.results, keepResult}, {e.r.errors, keepError}} {
+	}{{e.results, keepResult}, {e.errors, keepError}} {
 		if step.j.f == nil {
 			continue
 		}
@@ -273,7 +271,7 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	if err := e.writeMeta(metaTmp); err != nil {
 		return 0, err
 	}
-	prepared = append(prepared, [2]string{filepath.Base(metaTmp), filepath.Base(e.r.metaPath)})
+	prepared = append(prepared, [2]string{filepath.Base(metaTmp), e.name + "_meta.json"})
 	if err := syncDir(e.dir); err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -309,7 +307,7 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 		if err != nil {
 			return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
 		}
-		s, _ := e.r.index.getNear(k, &c)
+		s, _ := e.ix.near(rec.key, &c)
 		if !keep(k, s, off) {
 			dropped++
 			return nil
@@ -333,9 +331,9 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 // writeMeta writes the meta file for the state after the change to path,
 // synced. It keeps the start time and total of the old one.
 func (e *editor) writeMeta(path string) error {
-	m, err := readMeta(e.r.metaPath)
+	m, err := readMeta(e.path("_meta.json"))
 	if err != nil {
-		m = Meta{StartedAt: firstTimestamp(e.r.results, e.r.errors)}
+		m = Meta{StartedAt: firstTimestamp(e.results, e.errors)}
 		if m.StartedAt.IsZero() {
 			m.StartedAt = time.Now()
 		}
