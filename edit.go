@@ -15,28 +15,6 @@ import (
 // has no outcome in the checkpoint.
 var ErrUnknownKey = errors.New("no outcome for key")
 
-// Compact rewrites the journals of the checkpoint called name in dir so that
-// each key keeps only its latest outcome: its latest result, or, for a key
-// whose latest outcome is an error, its errors (they are its attempts). Lines
-// are copied as written, so the Python library reads the same state. It
-// returns the bytes of the two journals before and after.
-//
-// Like every function here that changes files, it takes the checkpoint's
-// lock and fails at once with an error wrapping ErrLocked if a job holds it,
-// and it is crash-safe: a crash at any moment leaves the old state or the new
-// one, and the next Open (or change) finishes or undoes what was left.
-func Compact(dir, name string) (before, after int64, err error) {
-	err = edit(dir, name, func(e *editor) error {
-		e.sameState = true
-		before = e.results.size + e.errors.size
-		after, err = e.rewrite(
-			func(_ string, s slot, off int64) bool { return s.done() && s.offset() == off },
-			func(_ string, s slot, _ int64) bool { return !s.done() })
-		return err
-	})
-	return before, after, err
-}
-
 // Retry makes the failed keys for which match returns true eligible again,
 // even those out of attempts: it removes their outcomes (their errors, and
 // any older result), so the next run does them as new, their attempts
@@ -132,6 +110,8 @@ type editor struct {
 	ix                keyIndex
 	completed, failed int  // after the change
 	sameState         bool // Compact: the meta's last update stays
+	// records in each journal, as loaded
+	resRecords, errRecords int
 }
 
 func (e *editor) path(suffix string) string { return filepath.Join(e.dir, e.name+suffix) }
@@ -194,7 +174,7 @@ func edit(dir, name string, change func(*editor) error) error {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	if e.ix, _, _, err = loadKeyIndex(dir, name, e.results, e.errors, false); err != nil {
+	if e.ix, e.resRecords, e.errRecords, err = loadKeyIndex(dir, name, e.results, e.errors, false); err != nil {
 		return err
 	}
 	e.completed, e.failed = e.ix.counts()
@@ -223,14 +203,18 @@ func (e *editor) rewriteWithout(drop map[string]struct{}) (int64, error) {
 		_, gone := drop[k]
 		return !gone
 	}
-	return e.rewrite(keep, keep)
+	return e.rewrite(e.copyKept(keep), e.copyKept(keep))
 }
 
-// rewrite writes new journals holding the lines for which keepResult or
-// keepError returns true, and a new meta, and commits them as one batch of
-// renames. A journal that keeps every line is left as it is. It returns the
-// new journals' total size.
-func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64) bool) (int64, error) {
+// A copier writes the lines of j that a change keeps to w. It returns the
+// bytes written and how many records it dropped.
+type copier func(j *journal, w *bufio.Writer) (size int64, dropped int, err error)
+
+// rewrite writes new journals holding what copyResults and copyErrors
+// keep of the old ones, and a new meta, and commits them as one batch of
+// renames. A nil copier, or one that drops nothing, leaves its journal as
+// it is. It returns the new journals' total size.
+func (e *editor) rewrite(copyResults, copyErrors copier) (int64, error) {
 	var renames [][2]string
 	var temps []string
 	defer func() {
@@ -244,14 +228,18 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	var prepared [][2]string
 	for _, step := range []struct {
 		j    *journal
-		keep func(string, slot, int64) bool
-	}{{e.results, keepResult}, {e.errors, keepError}} {
+		copy copier
+	}{{e.results, copyResults}, {e.errors, copyErrors}} {
 		if step.j.f == nil {
+			continue
+		}
+		if step.copy == nil {
+			after += step.j.size
 			continue
 		}
 		tmp := step.j.path + rewriteSuffix
 		temps = append(temps, tmp)
-		size, dropped, err := e.copyKept(step.j, tmp, step.keep)
+		size, dropped, err := writeTemp(step.j, tmp, step.copy)
 		if err != nil {
 			return 0, err
 		}
@@ -279,9 +267,9 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	return after, commitRenames(e.dir, e.name, renames)
 }
 
-// copyKept copies the kept lines of j to a new file at path, synced. It
-// returns the new file's size and how many records it dropped.
-func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64) bool) (size int64, dropped int, err error) {
+// writeTemp writes what copy keeps of j to a new file at path, synced: one
+// fsync, once everything is written. It returns copy's figures.
+func writeTemp(j *journal, path string, copy copier) (size int64, dropped int, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return 0, 0, fmt.Errorf("checkpoint: %w", err)
@@ -292,31 +280,7 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 		}
 	}()
 	w := bufio.NewWriterSize(f, 1<<20)
-	var sc lineScanner
-	var c cursor
-	_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
-		trimmed := line
-		if n := len(trimmed); n > 0 && trimmed[n-1] == '\r' {
-			trimmed = trimmed[:n-1]
-		}
-		rec, ok := parseRecord(trimmed)
-		if !ok {
-			return nil // a blank line where a repair set a damaged one aside
-		}
-		k, err := lookupText(rec.key)
-		if err != nil {
-			return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
-		}
-		s, _ := e.ix.near(rec.key, &c)
-		if !keep(k, s, off) {
-			dropped++
-			return nil
-		}
-		size += int64(len(line)) + 1
-		w.Write(line)
-		return w.WriteByte('\n')
-	})
-	if err != nil {
+	if size, dropped, err = copy(j, w); err != nil {
 		return 0, 0, fmt.Errorf("checkpoint: rewrite %s: %w", j.path, err)
 	}
 	if err := w.Flush(); err != nil {
@@ -326,6 +290,39 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 		return 0, 0, fmt.Errorf("checkpoint: %w", err)
 	}
 	return size, dropped, nil
+}
+
+// copyKept returns a copier that reads every line of j and keeps those for
+// which keep returns true, given the key's KeyText, its slot and the
+// line's offset.
+func (e *editor) copyKept(keep func(k string, s slot, off int64) bool) copier {
+	return func(j *journal, w *bufio.Writer) (size int64, dropped int, err error) {
+		var sc lineScanner
+		var c cursor
+		_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
+			trimmed := line
+			if n := len(trimmed); n > 0 && trimmed[n-1] == '\r' {
+				trimmed = trimmed[:n-1]
+			}
+			rec, ok := parseLoaded(trimmed)
+			if !ok {
+				return nil // a blank line where a repair set a damaged one aside
+			}
+			k, err := lookupText(rec.key)
+			if err != nil {
+				return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
+			}
+			s, _ := e.ix.near(rec.key, &c)
+			if !keep(k, s, off) {
+				dropped++
+				return nil
+			}
+			size += int64(len(line)) + 1
+			w.Write(line)
+			return w.WriteByte('\n')
+		})
+		return size, dropped, err
+	}
 }
 
 // writeMeta writes the meta file for the state after the change to path,

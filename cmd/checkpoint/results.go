@@ -45,7 +45,7 @@ It never takes the lock.`,
 				return err
 			}
 			defer v.Close()
-			w := bufio.NewWriterSize(e.stdout, 256<<10)
+			w := bufio.NewWriterSize(e.stdout, 1<<20)
 			switch format {
 			case "csv":
 				err = writeCSV(w, v)
@@ -66,26 +66,25 @@ It never takes the lock.`,
 }
 
 // writeJSONResults writes the results as JSON Lines, or as one array. Keys
-// and results are copied as written in the file.
+// and results are copied as written in the file, straight from the View's
+// read buffer into w's: nothing is allocated or encoded per result.
 func writeJSONResults(w *bufio.Writer, v *checkpoint.View, array bool) error {
-	sep := ""
+	sep, end := "", "}\n"
 	if array {
 		w.WriteString("[")
+		end = "}"
 	}
-	for key, result := range v.Results() {
+	for key, result := range v.RawResults() {
 		if array {
 			w.WriteString(sep)
 			sep = ",\n"
 		}
 		w.WriteString(`{"key":`)
-		w.WriteString(key)
+		w.Write(key)
 		w.WriteString(`,"result":`)
 		w.Write(result)
-		if _, err := w.WriteString("}"); err != nil {
+		if _, err := w.WriteString(end); err != nil {
 			return err
-		}
-		if !array {
-			w.WriteByte('\n')
 		}
 	}
 	if array {
@@ -152,9 +151,10 @@ func writeCSV(out io.Writer, v *checkpoint.View) error {
 		return nil
 	}
 	headDone := false
-	for key, result := range v.Results() {
-		r := csvRow{key, result}
+	for key, result := range v.RawResults() {
+		r := csvRow{string(key), result}
 		if !headDone {
+			r.result = bytes.Clone(result) // kept past this turn of the loop
 			head = append(head, r)
 			addColumns(r)
 			if len(head) == csvHeaderRows {
