@@ -83,7 +83,8 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 // stay readable in the backup. With backup false it deletes them instead,
 // and returns "".
 func Reset(dir, name string, backup bool) (bak string, err error) {
-	err = edit(dir, name, func(e *editor) error {
+	files := func(e *editor) []string { return append(e.files(), e.path(".renames")) }
+	err = editOf(dir, name, files, func(e *editor) error {
 		paths := e.files()
 		if backup {
 			bak, err = backupFiles(dir, name, paths)
@@ -126,13 +127,26 @@ func (e *editor) files() []string {
 // edit locks the checkpoint, finishes an interrupted change, loads it and
 // runs change. Nothing is written unless change writes it.
 func edit(dir, name string, change func(*editor) error) error {
+	return editOf(dir, name, (*editor).recordFiles, change)
+}
+
+// recordFiles are the files whose presence makes a checkpoint of the name
+// exist for a change of its records.
+func (e *editor) recordFiles() []string {
+	return []string{e.path("_results.jsonl"), e.path("_errors.jsonl"), e.path("_meta.json"), e.path(".renames")}
+}
+
+// editOf is edit for a name that exists if any of the files of (the
+// editor's) files does: Reset moves a flow's files even when the name has
+// no checkpoint of its own.
+func editOf(dir, name string, files func(*editor) []string, change func(*editor) error) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
 	e := &editor{dir: dir, name: name}
 	exists := false
-	for _, s := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json", ".renames"} {
-		if _, err := os.Stat(e.path(s)); err == nil {
+	for _, p := range files(e) {
+		if _, err := os.Lstat(p); err == nil {
 			exists = true
 		}
 	}

@@ -107,6 +107,7 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 	}
 	var rows []lsRow
 	var errs []error
+	locks := heldLocks() // a flow holds NAME.lock while it is open, as a Runner does
 	for _, ent := range entries {
 		name, ok := strings.CutSuffix(ent.Name(), "_flow.json")
 		if !ok || name == "" || !ent.Type().IsRegular() || isCheckpoint[name] {
@@ -135,6 +136,9 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 		r.LastUpdated = jsonTime(last)
 		if fi, err := os.Stat(filepath.Join(dir, ent.Name())); err == nil {
 			r.Size = fi.Size()
+		}
+		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
+			r.Running = locks.held(fi)
 		}
 		rows = append(rows, r)
 	}
