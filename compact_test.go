@@ -36,7 +36,7 @@ func TestCompactKeepsLatestLinesInFileOrder(t *testing.T) {
 			e("1", "flaky"), r("1", "1"), // the error goes
 			r("2", "2"), e("2", "regressed"), e("2", "again"), // the result goes, both errors stay
 			r("3", "3"), r("3", "4"), // the first goes
-			e("4", "no"), // stays
+			e("4", "no"),               // stays
 			r(`"5"`, "5"), r("5", "6"), // one key
 		}},
 		{"nothing superseded", []journalLine{r("1", "1"), r("2", "2"), e("3", "no")}},
