@@ -81,7 +81,7 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 // dir/name.bak-<timestamp>/, whose path it returns, so the next run starts
 // from zero, crash counts included, with nothing destroyed: the old runs
 // stay readable in the backup. With backup false it deletes them instead,
-// and returns "".
+// and returns "". A name that is only a flow (no journals) is reset too.
 func Reset(dir, name string, backup bool) (bak string, err error) {
 	files := func(e *editor) []string { return append(e.files(), e.path(".renames")) }
 	err = editOf(dir, name, files, func(e *editor) error {

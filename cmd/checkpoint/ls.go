@@ -32,7 +32,8 @@ func newLsCmd(e *env) *cobra.Command {
 		Short: "List the checkpoints in the folder",
 		Long: `ls prints one row per checkpoint and per flow in the folder (a flow's
 counts are its steps): completed and failed keys,
-the last update, "running" when a job holds the checkpoint's lock now, and
+the last update, "running" when a job holds the checkpoint's lock now (for
+a flow, while it is open; shown on Linux, where the kernel lists locks), and
 the size of its files. It never takes a lock.`,
 		Example: `  checkpoint ls --dir checkpoints
   checkpoint ls --json | jq -r 'select(.failed > 0) | .name'`,
