@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,28 +15,6 @@ import (
 // has no outcome in the checkpoint.
 var ErrUnknownKey = errors.New("no outcome for key")
 
-// Compact rewrites the journals of the checkpoint called name in dir so that
-// each key keeps only its latest outcome: its latest result, or, for a key
-// whose latest outcome is an error, its errors (they are its attempts). Lines
-// are copied as written, so the Python library reads the same state. It
-// returns the bytes of the two journals before and after.
-//
-// Like every function here that changes files, it takes the checkpoint's
-// lock and fails at once with an error wrapping ErrLocked if a job holds it,
-// and it is crash-safe: a crash at any moment leaves the old state or the new
-// one, and the next Open (or change) finishes or undoes what was left.
-func Compact(dir, name string) (before, after int64, err error) {
-	err = edit(dir, name, func(e *editor) error {
-		e.sameState = true
-		before = e.r.results.size + e.r.errors.size
-		after, err = e.rewrite(
-			func(_ string, s slot, off int64) bool { return s.done() && s.offset() == off },
-			func(_ string, s slot, _ int64) bool { return !s.done() })
-		return err
-	})
-	return before, after, err
-}
-
 // Retry makes the failed keys for which match returns true eligible again,
 // even those out of attempts: it removes their outcomes (their errors, and
 // any older result), so the next run does them as new, their attempts
@@ -46,7 +23,7 @@ func Compact(dir, name string) (before, after int64, err error) {
 func Retry(dir, name string, match func(Failure[string]) bool) (n int, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		drop := map[string]struct{}{}
-		v := &View{r: e.r}
+		v := &View{results: e.results, errors: e.errors, ix: e.ix}
 		for f := range v.Failures() {
 			if match(f) {
 				drop[KeyText(f.Key)] = struct{}{}
@@ -74,7 +51,7 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 	err = edit(dir, name, func(e *editor) error {
 		drop := map[string]struct{}{}
 		for _, k := range keys {
-			s, ok := e.r.index.get(k)
+			s, ok := e.ix.get(k)
 			if !ok {
 				return fmt.Errorf("checkpoint: %w %q in %q%s", ErrUnknownKey, k, name, e.keyExamples())
 			}
@@ -104,9 +81,10 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 // dir/name.bak-<timestamp>/, whose path it returns, so the next run starts
 // from zero, crash counts included, with nothing destroyed: the old runs
 // stay readable in the backup. With backup false it deletes them instead,
-// and returns "".
+// and returns "". A name that is only a flow (no journals) is reset too.
 func Reset(dir, name string, backup bool) (bak string, err error) {
-	err = edit(dir, name, func(e *editor) error {
+	files := func(e *editor) []string { return append(e.files(), e.path(".renames")) }
+	err = editOf(dir, name, files, func(e *editor) error {
 		paths := e.files()
 		if backup {
 			bak, err = backupFiles(dir, name, paths)
@@ -129,9 +107,12 @@ func Reset(dir, name string, backup bool) (bak string, err error) {
 // and its files repaired as Open repairs them.
 type editor struct {
 	dir, name         string
-	r                 *Runner[string, json.RawMessage]
+	results, errors   *journal
+	ix                keyIndex
 	completed, failed int  // after the change
 	sameState         bool // Compact: the meta's last update stays
+	// records in each journal, as loaded
+	resRecords, errRecords int
 }
 
 func (e *editor) path(suffix string) string { return filepath.Join(e.dir, e.name+suffix) }
@@ -146,13 +127,26 @@ func (e *editor) files() []string {
 // edit locks the checkpoint, finishes an interrupted change, loads it and
 // runs change. Nothing is written unless change writes it.
 func edit(dir, name string, change func(*editor) error) error {
+	return editOf(dir, name, (*editor).recordFiles, change)
+}
+
+// recordFiles are the files whose presence makes a checkpoint of the name
+// exist for a change of its records.
+func (e *editor) recordFiles() []string {
+	return []string{e.path("_results.jsonl"), e.path("_errors.jsonl"), e.path("_meta.json"), e.path(".renames")}
+}
+
+// editOf is edit for a name that exists if any of the files of (the
+// editor's) files does: Reset moves a flow's files even when the name has
+// no checkpoint of its own.
+func editOf(dir, name string, files func(*editor) []string, change func(*editor) error) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
 	e := &editor{dir: dir, name: name}
 	exists := false
-	for _, s := range []string{"_results.jsonl", "_errors.jsonl", "_meta.json", ".renames"} {
-		if _, err := os.Stat(e.path(s)); err == nil {
+	for _, p := range files(e) {
+		if _, err := os.Lstat(p); err == nil {
 			exists = true
 		}
 	}
@@ -171,10 +165,8 @@ func edit(dir, name string, change func(*editor) error) error {
 	if err := finishRenames(dir, name, log); err != nil {
 		return err
 	}
-	r := &Runner[string, json.RawMessage]{name: name, dir: dir, log: log, keys: keyTextCodec(), metaPath: e.path("_meta.json")}
-	e.r = r
 	defer func() {
-		for _, j := range []*journal{r.results, r.errors} {
+		for _, j := range []*journal{e.results, e.errors} {
 			if j != nil && j.f != nil {
 				j.f.Close()
 			}
@@ -186,7 +178,7 @@ func edit(dir, name string, change func(*editor) error) error {
 	for _, jp := range []struct {
 		j      **journal
 		suffix string
-	}{{&r.errors, "_errors.jsonl"}, {&r.results, "_results.jsonl"}} {
+	}{{&e.errors, "_errors.jsonl"}, {&e.results, "_results.jsonl"}} {
 		p := e.path(jp.suffix)
 		if _, err := os.Stat(p); err != nil {
 			*jp.j = &journal{path: p}
@@ -196,10 +188,10 @@ func edit(dir, name string, change func(*editor) error) error {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	if _, _, err := r.loadIndex(); err != nil {
+	if e.ix, e.resRecords, e.errRecords, err = loadKeyIndex(dir, name, e.results, e.errors, false); err != nil {
 		return err
 	}
-	e.completed, e.failed = r.completed, r.failed
+	e.completed, e.failed = e.ix.counts()
 	return change(e)
 }
 
@@ -207,7 +199,7 @@ func edit(dir, name string, change func(*editor) error) error {
 // that is not there.
 func (e *editor) keyExamples() string {
 	var ex []string
-	for k := range e.r.index.all {
+	for k := range e.ix.texts {
 		if len(ex) == 3 {
 			break
 		}
@@ -225,14 +217,18 @@ func (e *editor) rewriteWithout(drop map[string]struct{}) (int64, error) {
 		_, gone := drop[k]
 		return !gone
 	}
-	return e.rewrite(keep, keep)
+	return e.rewrite(e.copyKept(keep), e.copyKept(keep))
 }
 
-// rewrite writes new journals holding the lines for which keepResult or
-// keepError returns true, and a new meta, and commits them as one batch of
-// renames. A journal that keeps every line is left as it is. It returns the
-// new journals' total size.
-func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64) bool) (int64, error) {
+// A copier writes the lines of j that a change keeps to w. It returns the
+// bytes written and how many records it dropped.
+type copier func(j *journal, w *bufio.Writer) (size int64, dropped int, err error)
+
+// rewrite writes new journals holding what copyResults and copyErrors
+// keep of the old ones, and a new meta, and commits them as one batch of
+// renames. A nil copier, or one that drops nothing, leaves its journal as
+// it is. It returns the new journals' total size.
+func (e *editor) rewrite(copyResults, copyErrors copier) (int64, error) {
 	var renames [][2]string
 	var temps []string
 	defer func() {
@@ -246,14 +242,18 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	var prepared [][2]string
 	for _, step := range []struct {
 		j    *journal
-		keep func(string, slot, int64) bool
-	}{{e.r.results, keepResult}, {e.r.errors, keepError}} {
+		copy copier
+	}{{e.results, copyResults}, {e.errors, copyErrors}} {
 		if step.j.f == nil {
+			continue
+		}
+		if step.copy == nil {
+			after += step.j.size
 			continue
 		}
 		tmp := step.j.path + rewriteSuffix
 		temps = append(temps, tmp)
-		size, dropped, err := e.copyKept(step.j, tmp, step.keep)
+		size, dropped, err := writeTemp(step.j, tmp, step.copy)
 		if err != nil {
 			return 0, err
 		}
@@ -273,7 +273,7 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	if err := e.writeMeta(metaTmp); err != nil {
 		return 0, err
 	}
-	prepared = append(prepared, [2]string{filepath.Base(metaTmp), filepath.Base(e.r.metaPath)})
+	prepared = append(prepared, [2]string{filepath.Base(metaTmp), e.name + "_meta.json"})
 	if err := syncDir(e.dir); err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -281,9 +281,9 @@ func (e *editor) rewrite(keepResult, keepError func(k string, s slot, off int64)
 	return after, commitRenames(e.dir, e.name, renames)
 }
 
-// copyKept copies the kept lines of j to a new file at path, synced. It
-// returns the new file's size and how many records it dropped.
-func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64) bool) (size int64, dropped int, err error) {
+// writeTemp writes what copy keeps of j to a new file at path, synced: one
+// fsync, once everything is written. It returns copy's figures.
+func writeTemp(j *journal, path string, copy copier) (size int64, dropped int, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return 0, 0, fmt.Errorf("checkpoint: %w", err)
@@ -294,31 +294,7 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 		}
 	}()
 	w := bufio.NewWriterSize(f, 1<<20)
-	var sc lineScanner
-	var c cursor
-	_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
-		trimmed := line
-		if n := len(trimmed); n > 0 && trimmed[n-1] == '\r' {
-			trimmed = trimmed[:n-1]
-		}
-		rec, ok := parseRecord(trimmed)
-		if !ok {
-			return nil // a blank line where a repair set a damaged one aside
-		}
-		k, err := lookupText(rec.key)
-		if err != nil {
-			return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
-		}
-		s, _ := e.r.index.getNear(k, &c)
-		if !keep(k, s, off) {
-			dropped++
-			return nil
-		}
-		size += int64(len(line)) + 1
-		w.Write(line)
-		return w.WriteByte('\n')
-	})
-	if err != nil {
+	if size, dropped, err = copy(j, w); err != nil {
 		return 0, 0, fmt.Errorf("checkpoint: rewrite %s: %w", j.path, err)
 	}
 	if err := w.Flush(); err != nil {
@@ -330,12 +306,45 @@ func (e *editor) copyKept(j *journal, path string, keep func(string, slot, int64
 	return size, dropped, nil
 }
 
+// copyKept returns a copier that reads every line of j and keeps those for
+// which keep returns true, given the key's KeyText, its slot and the
+// line's offset.
+func (e *editor) copyKept(keep func(k string, s slot, off int64) bool) copier {
+	return func(j *journal, w *bufio.Writer) (size int64, dropped int, err error) {
+		var sc lineScanner
+		var c cursor
+		_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
+			trimmed := line
+			if n := len(trimmed); n > 0 && trimmed[n-1] == '\r' {
+				trimmed = trimmed[:n-1]
+			}
+			rec, ok := parseLoaded(trimmed)
+			if !ok {
+				return nil // a blank line where a repair set a damaged one aside
+			}
+			k, err := lookupText(rec.key)
+			if err != nil {
+				return fmt.Errorf("%s line %d: %w", j.path, lineNo, err)
+			}
+			s, _ := e.ix.near(rec.key, &c)
+			if !keep(k, s, off) {
+				dropped++
+				return nil
+			}
+			size += int64(len(line)) + 1
+			w.Write(line)
+			return w.WriteByte('\n')
+		})
+		return size, dropped, err
+	}
+}
+
 // writeMeta writes the meta file for the state after the change to path,
 // synced. It keeps the start time and total of the old one.
 func (e *editor) writeMeta(path string) error {
-	m, err := readMeta(e.r.metaPath)
+	m, err := readMeta(e.path("_meta.json"))
 	if err != nil {
-		m = Meta{StartedAt: firstTimestamp(e.r.results, e.r.errors)}
+		m = Meta{StartedAt: firstTimestamp(e.results, e.errors)}
 		if m.StartedAt.IsZero() {
 			m.StartedAt = time.Now()
 		}

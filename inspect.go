@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"iter"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -33,8 +32,9 @@ import (
 //
 // A View's methods are safe for concurrent use. Close releases its files.
 type View struct {
-	info Info
-	r    *Runner[string, json.RawMessage] // the index, over KeyText keys
+	info            Info
+	results, errors *journal
+	ix              keyIndex // nil until loaded
 
 	mu  sync.Mutex
 	err error
@@ -84,74 +84,71 @@ var ErrNoCheckpoint = fmt.Errorf("no such checkpoint: %w", fs.ErrNotExist)
 // so it works while a job runs and on folders it cannot write to; it costs
 // about what Open costs. Close the View when done.
 func Inspect(dir, name string) (*View, error) {
+	return inspect(dir, name, false)
+}
+
+// inspect is Inspect; text makes it index keys as text even when they are
+// all integers (see keyIndex), for Watch, which adds whatever keys come.
+func inspect(dir, name string, text bool) (*View, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	v := &View{info: Info{Name: name, Dir: dir}}
-	if err := v.load(); err != nil {
+	if err := v.load(text); err != nil {
 		v.Close()
 		return nil, err
 	}
 	return v, nil
 }
 
-// newView makes the Runner that holds a View's index, without opening it:
-// no lock, and keys are KeyText strings.
-func newView(dir, name string) *Runner[string, json.RawMessage] {
-	return &Runner[string, json.RawMessage]{
-		name:     name,
-		dir:      dir,
-		log:      slog.New(slog.DiscardHandler),
-		keys:     keyTextCodec(),
-		metaPath: filepath.Join(dir, name+"_meta.json"),
-	}
-}
-
-func (v *View) load() error {
+func (v *View) load(text bool) error {
 	dir, name := v.info.Dir, v.info.Name
-	r := newView(dir, name)
-	v.r = r
-	if err := r.openPair(); err != nil {
+	var err error
+	if v.results, v.errors, err = openPair(dir, name); err != nil {
 		return err
 	}
-	meta, merr := readMeta(resolvePath(dir, name, r.metaPath))
-	if r.errors.f == nil && r.results.f == nil && errors.Is(merr, os.ErrNotExist) {
+	metaPath := filepath.Join(dir, name+"_meta.json")
+	meta, merr := readMeta(resolvePath(dir, name, metaPath))
+	if v.errors.f == nil && v.results.f == nil && errors.Is(merr, os.ErrNotExist) {
 		return fmt.Errorf("checkpoint: %q in %s: %w", name, dir, ErrNoCheckpoint)
 	}
-	resRecords, errRecords, err := r.loadIndex()
+	ix, resRecords, errRecords, err := loadKeyIndex(dir, name, v.results, v.errors, text)
 	if err != nil {
 		return err
 	}
+	v.ix = ix
 	now := time.Now()
 	in := &v.info
-	in.Completed, in.Failed = r.completed, r.failed
-	in.Results = JournalInfo{Path: r.results.path, Size: r.results.size, Records: resRecords}
-	in.Errors = JournalInfo{Path: r.errors.path, Size: r.errors.size, Records: errRecords}
+	in.Completed, in.Failed = ix.counts()
+	in.Results = JournalInfo{Path: v.results.path, Size: v.results.size, Records: resRecords}
+	in.Errors = JournalInfo{Path: v.errors.path, Size: v.errors.size, Records: errRecords}
 	liveErrors := 0
-	for _, s := range r.index.all {
-		if !s.done() {
-			liveErrors += s.attempts()
+	if errRecords > 0 {
+		for s := range ix.slots {
+			if !s.done() {
+				liveErrors += s.attempts()
+			}
 		}
 	}
-	in.Results.Superseded = in.Results.Records - r.completed
+	in.Results.Superseded = in.Results.Records - in.Completed
 	in.Errors.Superseded = max(0, in.Errors.Records-liveErrors)
 	if merr == nil {
 		in.Total = meta.TotalItems
 		in.StartedAt = meta.StartedAt
 		in.LastUpdated = meta.LastUpdated
 	}
-	if r.lastTS.After(in.LastUpdated) || merr != nil {
-		in.LastUpdated = r.lastTS
+	if last := ix.lastTime(); last.After(in.LastUpdated) || merr != nil {
+		in.LastUpdated = last
 	}
 	if in.StartedAt.IsZero() {
-		in.StartedAt = firstTimestamp(r.results, r.errors)
+		in.StartedAt = firstTimestamp(v.results, v.errors)
 	}
 	since := now.Add(-time.Minute)
 	if in.StartedAt.After(since) {
 		since = in.StartedAt
 	}
 	if secs := now.Sub(since).Seconds(); secs > 0 {
-		n := recentRecords(r.results, since) + recentRecords(r.errors, since)
+		n := recentRecords(v.results, since) + recentRecords(v.errors, since)
 		in.Rate = float64(n) / max(secs, 1)
 	}
 	in.Running, err = lockHeld(filepath.Join(dir, name+".lock"))
@@ -162,25 +159,25 @@ func (v *View) load() error {
 	return nil
 }
 
-// openPair opens both journals as one consistent pair: a change (Compact,
-// Retry...) that commits between the two opens would otherwise give the old
-// errors with the new results. It checks after opening that each file is
-// still the one a reader should read, and opens them again if not.
-func (r *Runner[K, T]) openPair() error {
+// openPair opens both journals read-only as one consistent pair: a change
+// (Compact, Retry...) that commits between the two opens would otherwise
+// give the old errors with the new results. It checks after opening that
+// each file is still the one a reader should read, and opens them again if
+// not.
+func openPair(dir, name string) (results, errs *journal, err error) {
 	for attempt := 0; ; attempt++ {
-		var err error
-		if r.errors, err = openReadOnly(r.dir, r.name, "_errors.jsonl"); err != nil {
-			return err
+		if errs, err = openReadOnly(dir, name, "_errors.jsonl"); err != nil {
+			return nil, nil, err
 		}
-		if r.results, err = openReadOnly(r.dir, r.name, "_results.jsonl"); err != nil {
-			r.errors.close()
-			return err
+		if results, err = openReadOnly(dir, name, "_results.jsonl"); err != nil {
+			errs.close()
+			return nil, nil, err
 		}
-		if attempt == 10 || (r.errors.current(r.dir, r.name) && r.results.current(r.dir, r.name)) {
-			return nil
+		if attempt == 10 || (errs.current(dir, name) && results.current(dir, name)) {
+			return results, errs, nil
 		}
-		r.errors.close()
-		r.results.close()
+		errs.close()
+		results.close()
 	}
 }
 
@@ -334,7 +331,7 @@ func (v *View) setErr(err error) {
 // through Err.
 func (v *View) Close() error {
 	var err error
-	for _, j := range []*journal{v.r.results, v.r.errors} {
+	for _, j := range []*journal{v.results, v.errors} {
 		if j != nil && j.f != nil {
 			err = errors.Join(err, j.f.Close())
 		}
@@ -343,7 +340,8 @@ func (v *View) Close() error {
 }
 
 // latest calls fn for every line of j that is its key's latest outcome
-// (a result when results, an error otherwise), in file order.
+// (a result when results, an error otherwise), in file order, with the
+// line's record. The record and line are only valid during the call.
 func (v *View) latest(j *journal, results bool, fn func(rec record, line []byte, s slot) bool) {
 	if j == nil || j.f == nil || j.size == 0 {
 		return
@@ -355,17 +353,13 @@ func (v *View) latest(j *journal, results bool, fn func(rec record, line []byte,
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
 		}
-		rec, ok := parseRecord(line)
+		rec, ok := parseLoaded(line)
 		if !ok {
 			return nil // a blank line: set aside by a repair
 		}
-		k, err := lookupText(rec.key)
-		if err != nil {
-			return nil // load refused such lines: the file changed since
-		}
-		s, _ := v.r.index.getNear(k, &c)
+		s, _ := v.ix.near(rec.key, &c)
 		if s.done() != results || s.offset() != off {
-			return nil
+			return nil // superseded; or a key load refused: the file changed since
 		}
 		if !fn(rec, line, s) {
 			return stop
@@ -377,14 +371,46 @@ func (v *View) latest(j *journal, results bool, fn func(rec record, line []byte,
 	}
 }
 
+// parseLoaded is parseRecord for a line that a load has read already, so
+// known to be whole: parseRecord checks every byte of the result for that,
+// which was the largest cost of streaming results. The key is the one
+// parseRecord reads: a result that holds a "key" field, or an escape that
+// might spell one, goes the long way.
+func parseLoaded(line []byte) (record, bool) {
+	rec, ok := parseCompact(line)
+	if !ok {
+		return parseRecord(line)
+	}
+	if bytes.IndexByte(rec.body, '\\') >= 0 || bytes.Contains(rec.body, []byte(`"key"`)) {
+		return parseRecord(line)
+	}
+	rec.whole = true
+	return rec, true
+}
+
 // Results returns an iterator over the latest result of every completed
 // key, in the order they were saved: the key's JSON text and the result's
 // JSON, a fresh copy. It streams from disk; memory does not grow with the
 // results. An I/O error stops it and is reported by Err.
 func (v *View) Results() iter.Seq2[string, json.RawMessage] {
 	return func(yield func(string, json.RawMessage) bool) {
-		v.latest(v.r.results, true, func(rec record, _ []byte, _ slot) bool {
-			return yield(string(rec.key), slices.Clone(json.RawMessage(rec.body)))
+		for key, result := range v.RawResults() {
+			if !yield(string(key), slices.Clone(json.RawMessage(result))) {
+				return
+			}
+		}
+	}
+}
+
+// RawResults is Results without copies, for a caller that writes each
+// result out and keeps nothing, such as the results command: the key's
+// and the result's JSON are the View's read buffer, valid only until the
+// loop body returns, and must not be modified. It allocates nothing per
+// result.
+func (v *View) RawResults() iter.Seq2[[]byte, []byte] {
+	return func(yield func([]byte, []byte) bool) {
+		v.latest(v.results, true, func(rec record, _ []byte, _ slot) bool {
+			return yield(rec.key, rec.body)
 		})
 	}
 }
@@ -394,7 +420,7 @@ func (v *View) Results() iter.Seq2[string, json.RawMessage] {
 // An I/O error stops it and is reported by Err.
 func (v *View) Failures() iter.Seq[Failure[string]] {
 	return func(yield func(Failure[string]) bool) {
-		v.latest(v.r.errors, false, func(rec record, line []byte, s slot) bool {
+		v.latest(v.errors, false, func(rec record, line []byte, s slot) bool {
 			msg, ts := errorFields(line)
 			return yield(Failure[string]{Key: string(rec.key), Error: msg, Attempts: s.attempts(), Time: ts})
 		})

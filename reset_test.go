@@ -77,3 +77,35 @@ func TestResetMovesEveryFileOfTheName(t *testing.T) {
 		})
 	}
 }
+
+// A name that is only a flow (no journals, no meta) is reset like any other:
+// its flow file, runs and snapshots move to the backup, or are deleted.
+func TestResetFlowOnlyName(t *testing.T) {
+	for _, backup := range []bool{true, false} {
+		t.Run(map[bool]string{true: "backup", false: "delete"}[backup], func(t *testing.T) {
+			dir := t.TempDir()
+			f, err := checkpoint.NewFlow[int]("train", checkpoint.WithDir(dir), quiet)
+			require.NoError(t, err)
+			f.Step("one", func(context.Context, *int) error { return nil })
+			_, err = f.Run(context.Background(), 0)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			_, err = checkpoint.Inspect(dir, "train")
+			require.ErrorIs(t, err, checkpoint.ErrNoCheckpoint, "the fixture is a flow only")
+
+			bak, err := checkpoint.Reset(dir, "train", backup)
+			require.NoError(t, err)
+			_, err = checkpoint.ReadFlowSteps(dir, "train")
+			require.ErrorIs(t, err, os.ErrNotExist)
+			if backup {
+				steps, err := checkpoint.ReadFlowSteps(bak, "train")
+				require.NoError(t, err)
+				require.Len(t, steps, 1)
+			} else {
+				require.Empty(t, bak)
+			}
+			_, err = checkpoint.Reset(dir, "train", backup)
+			require.ErrorIs(t, err, checkpoint.ErrNoCheckpoint, "nothing left to reset")
+		})
+	}
+}

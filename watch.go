@@ -21,7 +21,7 @@ import (
 // ctx is done. It reads only what the job appends, so a look costs little
 // however large the checkpoint.
 func Watch(ctx context.Context, dir, name string, w io.Writer, interval time.Duration) error {
-	v, err := Inspect(dir, name)
+	v, err := inspect(dir, name, true) // text keys: whatever keys the job adds
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,8 @@ func Watch(ctx context.Context, dir, name string, w io.Writer, interval time.Dur
 	before := int64(v.info.Completed + v.info.Failed)
 	var meter rateMeter
 	snap := func(at time.Time) snapshot {
-		done := int64(wt.v.r.completed + wt.v.r.failed)
+		r := textRunner(wt.v.ix)
+		done := int64(r.completed + r.failed)
 		shown := total
 		if shown < done {
 			// The meta file's total lags (it is written about once a
@@ -44,7 +45,7 @@ func Watch(ctx context.Context, dir, name string, w io.Writer, interval time.Dur
 			shown = -1
 		}
 		s := snapshot{desc: name, total: shown, done: done, before: before, now: done - before,
-			failed: int64(wt.v.r.failed), elapsed: at.Sub(start), at: at}
+			failed: int64(r.failed), elapsed: at.Sub(start), at: at}
 		meter.sample(at.Sub(start), s.now)
 		var ok bool
 		if s.rate, ok = meter.rate(); !ok {
@@ -101,19 +102,19 @@ type watcher struct {
 // anything was read and the failures read. If a journal was replaced (reset,
 // compact) or cut (Clear), it inspects the checkpoint afresh.
 func (wt *watcher) poll() (grew bool, failures []Failure[string], err error) {
-	r := wt.v.r
+	r := textRunner(wt.v.ix)
 	for _, j := range []*journal{r.errors, r.results} {
 		replaced, err := j.replaced()
 		if err != nil {
 			return false, nil, err
 		}
 		if replaced {
-			fresh, err := Inspect(wt.v.info.Dir, wt.v.info.Name)
+			fresh, err := inspect(wt.v.info.Dir, wt.v.info.Name, true)
 			if err != nil {
 				return false, nil, err
 			}
 			wt.v.Close()
-			*wt.v = View{info: fresh.info, r: fresh.r}
+			*wt.v = View{info: fresh.info, results: fresh.results, errors: fresh.errors, ix: fresh.ix}
 			wt.arena = keyArena{}
 			return true, nil, nil
 		}
@@ -160,7 +161,7 @@ func (wt *watcher) tail(j *journal, isResults bool, failures *[]Failure[string])
 	if err != nil || size <= j.size {
 		return 0, err
 	}
-	r := wt.v.r
+	r := textRunner(wt.v.ix)
 	n := 0
 	var sc lineScanner
 	end, err := sc.scan(j.f, j.size, size, func(off int64, _ int, line []byte) error {

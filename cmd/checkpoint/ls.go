@@ -32,7 +32,8 @@ func newLsCmd(e *env) *cobra.Command {
 		Short: "List the checkpoints in the folder",
 		Long: `ls prints one row per checkpoint and per flow in the folder (a flow's
 counts are its steps): completed and failed keys,
-the last update, "running" when a job holds the checkpoint's lock now, and
+the last update, "running" when a job holds the checkpoint's lock now (for
+a flow, while it is open; shown on Linux, where the kernel lists locks), and
 the size of its files. It never takes a lock.`,
 		Example: `  checkpoint ls --dir checkpoints
   checkpoint ls --json | jq -r 'select(.failed > 0) | .name'`,
@@ -110,6 +111,7 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 	}
 	var rows []lsRow
 	var errs []error
+	locks := heldLocks() // a flow holds NAME.lock while it is open, as a Runner does
 	for _, ent := range entries {
 		name, ok := strings.CutSuffix(ent.Name(), "_flow.json")
 		if !ok || name == "" || !ent.Type().IsRegular() || isCheckpoint[name] {
@@ -138,6 +140,9 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 		r.LastUpdated = jsonTime(last)
 		if fi, err := os.Stat(filepath.Join(dir, ent.Name())); err == nil {
 			r.Size = fi.Size()
+		}
+		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
+			r.Running = locks.held(fi)
 		}
 		rows = append(rows, r)
 	}

@@ -14,7 +14,8 @@ func newResetCmd(e *env) *cobra.Command {
 		Short: "Start a checkpoint over, keeping its files in a backup folder",
 		Long: `reset moves all the files of NAME (journals, meta, side files, in-flight
 keys and crash counts, run history and metrics, a flow of that name and its
-snapshots) into a new folder DIR/NAME.bak-<timestamp>/, named in the output,
+snapshots; NAME may be a flow alone) into a new folder
+DIR/NAME.bak-<timestamp>/, named in the output,
 so the next run starts from zero and nothing is destroyed. --no-backup deletes them instead.
 It takes the checkpoint's lock and refuses if a job runs.`,
 		Example: `  checkpoint reset sample

@@ -48,12 +48,12 @@ It never takes the lock.`,
 				return err
 			}
 			defer v.Close()
-			w := bufio.NewWriterSize(e.stdout, 256<<10)
+			w := bufio.NewWriterSize(e.stdout, 1<<20)
 			switch format {
 			case "csv":
-				err = writeCSV(w, v.Results())
+				err = writeCSV(w, v.RawResults())
 			default:
-				err = writeJSONResults(w, v.Results(), format == "json")
+				err = writeJSONResults(w, v.RawResults(), format == "json")
 			}
 			if ferr := w.Flush(); err == nil {
 				err = ferr
@@ -69,11 +69,14 @@ It never takes the lock.`,
 }
 
 // writeJSONResults writes the results as JSON Lines, or as one array. Keys
-// and results are copied as written in the file.
-func writeJSONResults(w *bufio.Writer, results iter.Seq2[string, json.RawMessage], array bool) error {
-	sep := ""
+// and results are copied as written in the file, straight from the source's
+// read buffer into w's: nothing is allocated or encoded per result. The
+// slices results yields are valid for one turn of the loop only.
+func writeJSONResults(w *bufio.Writer, results iter.Seq2[[]byte, []byte], array bool) error {
+	sep, end := "", "}\n"
 	if array {
 		w.WriteString("[")
+		end = "}"
 	}
 	for key, result := range results {
 		if array {
@@ -81,14 +84,11 @@ func writeJSONResults(w *bufio.Writer, results iter.Seq2[string, json.RawMessage
 			sep = ",\n"
 		}
 		w.WriteString(`{"key":`)
-		w.WriteString(key)
+		w.Write(key)
 		w.WriteString(`,"result":`)
 		w.Write(result)
-		if _, err := w.WriteString("}"); err != nil {
+		if _, err := w.WriteString(end); err != nil {
 			return err
-		}
-		if !array {
-			w.WriteByte('\n')
 		}
 	}
 	if array {
@@ -102,8 +102,9 @@ type csvRow struct {
 	result json.RawMessage
 }
 
-// writeCSV flattens results that are objects into columns.
-func writeCSV(out io.Writer, results iter.Seq2[string, json.RawMessage]) error {
+// writeCSV flattens results that are objects into columns. The slices
+// results yields are valid for one turn of the loop only.
+func writeCSV(out io.Writer, results iter.Seq2[[]byte, []byte]) error {
 	w := csv.NewWriter(out)
 	var head []csvRow
 	var columns []string
@@ -156,8 +157,9 @@ func writeCSV(out io.Writer, results iter.Seq2[string, json.RawMessage]) error {
 	}
 	headDone := false
 	for key, result := range results {
-		r := csvRow{key, result}
+		r := csvRow{string(key), result}
 		if !headDone {
+			r.result = bytes.Clone(result) // kept past this turn of the loop
 			head = append(head, r)
 			addColumns(r)
 			if len(head) == csvHeaderRows {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -305,11 +304,11 @@ func (e *env) resultsPostgres(ctx context.Context, name, format string) error {
 		return err
 	}
 	var rerr error
-	all := func(yield func(string, json.RawMessage) bool) {
+	// The writers copy what they keep past one turn of the loop (the CSV
+	// header rows), as the Reader's slices are only valid during the call.
+	all := func(yield func([]byte, []byte) bool) {
 		rerr = r.Results(ctx, name, postgres.ResultQuery{}, func(res postgres.Result) error {
-			// A copy: the CSV writer keeps the first rows for its header, and
-			// the Reader's slices are only valid during the call.
-			if !yield(string(res.Key), bytes.Clone(res.Result)) {
+			if !yield(res.Key, res.Result) {
 				return errStop
 			}
 			return nil
@@ -318,7 +317,7 @@ func (e *env) resultsPostgres(ctx context.Context, name, format string) error {
 			rerr = nil
 		}
 	}
-	w := bufio.NewWriterSize(e.stdout, 256<<10)
+	w := bufio.NewWriterSize(e.stdout, 1<<20)
 	if format == "csv" {
 		err = writeCSV(w, all)
 	} else {
