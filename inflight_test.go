@@ -254,7 +254,7 @@ func TestReadFlightSlotsIgnoresPartialSlots(t *testing.T) {
 		copy(s[flightHeader:], key)
 	}
 	mk(0, flightSet|3, `"a"`)
-	mk(1, 0, `"b"`)                        // cleared
+	mk(1, 0, `"b"`)                          // cleared
 	mk(2, flightSet|flightPageRoom+1, `"c"`) // impossible length
 	require.NoError(t, os.WriteFile(path, buf, 0o644))
 	recs, err := readFlightSlots(path)
