@@ -27,11 +27,13 @@ func BenchmarkInFlightProcess(b *testing.B) {
 			require.NoError(b, err)
 			defer r.Close()
 			b.ResetTimer()
+			cpu := cpuTime()
 			_, err = r.Process(context.Background(), procInts(b.N), procKey, func(ctx context.Context, i int) (any, error) {
 				time.Sleep(time.Millisecond)
 				return i, nil
 			}, WithWorkers(64))
 			require.NoError(b, err)
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
