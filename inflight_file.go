@@ -36,7 +36,7 @@ import (
 //
 // With memory mapping, a slot is set by stores into the mapping: the key
 // and word 1 first, word 0 last, so a process killed between them leaves
-// an empty slot. Without it (Windows, or WithoutMmap in tests), the slot is
+// an empty slot. Without it (Windows and the rest, or withoutMmap in tests), the slot is
 // written with one WriteAt of its first page (after one for the rest of a
 // long key) and carries the CRC, so a torn write is not mistaken for a key.
 const (
