@@ -36,9 +36,10 @@ import (
 //
 // With memory mapping, a slot is set by stores into the mapping: the key
 // and word 1 first, word 0 last, so a process killed between them leaves
-// an empty slot. Without it (Windows and the rest, or withoutMmap in tests), the slot is
-// written with one WriteAt of its first page (after one for the rest of a
-// long key) and carries the CRC, so a torn write is not mistaken for a key.
+// an empty slot. Without it (Windows and the rest; withoutMmap in tests),
+// the slot is written with one WriteAt of its first page (after one for the
+// rest of a long key) and carries the CRC, so a torn write is not mistaken
+// for a key; clearing it is one more WriteAt.
 const (
 	flightPage      = 4096
 	flightHeader    = 24
