@@ -117,9 +117,12 @@ func (b *BatchRunner[K, T]) IterateWithProgress(items []T, keyFn func(T) K, desc
 			return
 		}
 		var c cursor
+		fl := r.iterateSlot() // in-flight tracking: nil unless WithInFlightIterate
+		defer fl.release()
 		for i, item := range items {
 			k := keyFn(item)
-			if !r.pending(k, &c) {
+			pending, then := r.pendingState(k, &c)
+			if !pending {
 				// Counted above, unless its key was first saved in this run
 				// for an earlier item with the same key.
 				if p != nil {
@@ -130,7 +133,12 @@ func (b *BatchRunner[K, T]) IterateWithProgress(items []T, keyFn func(T) K, desc
 				continue
 			}
 			p.handOut()
-			if !yield(i, item) {
+			if fl != nil {
+				r.beginAt(fl, k, then)
+			}
+			ok := yield(i, item)
+			fl.end()
+			if !ok {
 				return
 			}
 		}

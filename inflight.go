@@ -1,53 +1,44 @@
 package checkpoint
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // In-flight tracking: which keys a run was working on when its process died.
 //
-// Every worker of Process (and, with WithInFlightIterate, every Iterate loop)
-// owns a slot of a small side file, <name>_inflight, mapped into memory. When
-// an item starts, its key and where the journals ended at that moment are
-// copied into the slot, then the slot's header is set; when the item ends the
-// header is cleared. These are stores to shared memory, not system calls: the
-// kernel keeps them when the process dies, however it dies, and they cost
-// nanoseconds. Nothing is synced: a power cut may lose them, and then only the
-// crash count of that run is lost.
+// Every worker of Process (and, with WithInFlightIterate, every Iterate,
+// IterateSeq or IterateWithProgress loop) owns a slot of a small side file,
+// <name>_inflight (inflight_file.go). When an item starts, its key and the
+// key's state in the index at that moment are put into the slot, then the
+// slot's state word is set; when the item ends the word is cleared. Where
+// the file can be mapped into memory these are plain stores to shared
+// memory, not system calls: the kernel keeps them when the process dies,
+// however it dies, and they cost nanoseconds (inflight_track.go). Elsewhere
+// (Windows) each is a WriteAt. Nothing is synced: a power cut may lose
+// them, and then only the crash count of that run is lost.
 //
 // At Open the slots of the previous run are read. A key in a set slot
-// crashed with the process unless its latest outcome lies past the journal
-// ends copied into the slot: then it finished and only the clearing of its
-// slot was lost. So a kill at any moment never marks a finished item, and
-// the journals, which in-flight tracking never writes, lose nothing.
+// crashed with the process unless its state in the journals differs from
+// the one copied into the slot: every save appends a line, which moves the
+// key's offset, so then it was saved after it started, it finished, and
+// only the clearing of its slot was lost. So a kill at any moment never
+// marks a finished item, and the journals, which in-flight tracking never
+// writes, lose nothing.
 //
 // Each crash bumps the key's count in <name>_crashes.json (written
 // atomically). At WithMaxCrashes crashes the key is recorded as failed and
 // never handed out again, so one item that kills its process every time
 // cannot turn a resumable job into an endless crash loop.
 
-// flightSlotSize is the room for one key: keys longer than about 4 KiB of
-// JSON are not tracked (and logged once).
-const (
-	flightSlotSize   = 4096
-	flightHeader     = 24 // state word, results end, errors end
-	flightKeyMax     = flightSlotSize - flightHeader
-	flightChunkSlots = 16
-	flightChunkSize  = flightSlotSize * flightChunkSlots
-	flightSet        = 1 << 63 // in the state word, with the key's length below
-	defaultCrashes   = 3
-)
+const defaultCrashes = 3
 
 // crashMessage is the error recorded for a key given up after n crashes.
 func crashMessage(n int) string {
@@ -67,6 +58,7 @@ type extOptions struct {
 	peek         bool          // Open leaves the in-flight and crash files alone
 	cacheErrors  bool          // read by Cached
 	ttl          time.Duration // read by Cached
+	noMmap       bool          // write slots with WriteAt, as where there is no mmap (tests)
 }
 
 // WithMaxCrashes sets after how many crashes with a key in flight the key
@@ -88,8 +80,9 @@ func WithMaxCrashes(n int) Option {
 // WithInFlightIterate tracks the items of Iterate and IterateSeq loops as in
 // flight while the loop body runs, as Process always does. An item counts as
 // ended when the body returns to the loop, whether or not it saved anything.
-// It costs about 70 ns of CPU per item (see the README); BatchRunner's
-// IterateWithProgress does not track.
+// BatchRunner's IterateWithProgress tracks too. It costs a few nanoseconds
+// per item where the slot file is mapped into memory, a WriteAt per start
+// and end of an item where it is not (Windows); see the README.
 func WithInFlightIterate() Option {
 	return func(o *options) { o.ext.trackIterate = true }
 }
@@ -111,6 +104,7 @@ type Crash[K comparable] struct {
 // pipelines. Its zero value tracks nothing.
 type runnerExt[K comparable] struct {
 	flight       *flightFile // nil when tracking is off
+	form         keyForm     // how keys go into slots
 	trackIterate bool
 	tempDir      string // WithDisabled's folder, removed by Close
 
@@ -125,32 +119,6 @@ type runnerExt[K comparable] struct {
 	suspects    map[K]struct{}
 	hasSuspects atomic.Bool
 	isolate     sync.RWMutex
-}
-
-// flightFile is the mapped slot file. Slots are handed to workers; a slot
-// is written only by its owner, without locks.
-type flightFile struct {
-	path string
-	log  *slog.Logger
-
-	mu     sync.Mutex
-	f      *os.File
-	chunks [][]byte
-	free   []*flightSlot
-	held   int
-	closed bool
-	failed bool // mapping failed once: tracking is off for this run
-	warned atomic.Bool
-}
-
-// A flightSlot is one worker's place in the slot file. A nil slot tracks
-// nothing.
-type flightSlot struct {
-	ff   *flightFile
-	mem  []byte
-	buf  []byte // scratch for encoding keys
-	iso  *sync.RWMutex
-	mode int // how the current item holds iso: 0 not, 1 shared, 2 alone
 }
 
 // lockFor takes the checkpoint's lock (unless a pipeline holds it) and, for
@@ -227,7 +195,7 @@ func (r *Runner[K, T]) openInFlight(o *options) error {
 		if err != nil {
 			continue // not a key of this type: not ours to judge
 		}
-		if r.finishedSince(k, st.mark) {
+		if r.finishedAfter(k, st) {
 			continue // it finished; only the clearing of its slot was lost
 		}
 		e := counts.get(st.key)
@@ -295,10 +263,24 @@ func (r *Runner[K, T]) openInFlight(o *options) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if !o.ext.noTracking && mmapSupported {
-		x.flight = &flightFile{path: path, log: r.log}
+	if !o.ext.noTracking {
+		x.form = keyFormOf[K]()
+		x.flight = &flightFile{path: path, log: r.log, writeAt: !mmapSupported || o.ext.noMmap}
 	}
 	return nil
+}
+
+// finishedAfter reports whether k, found in flight in rec, was saved after
+// it started: its state in the index moved (every save appends a line, at
+// a new offset). Slots of the first version hold the journals' ends.
+func (r *Runner[K, T]) finishedAfter(k K, rec flightRecord) bool {
+	if !rec.v2 {
+		return r.finishedSince(k, rec.mark)
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	now, _ := r.index.get(k)
+	return now != rec.then
 }
 
 // finishedSince reports whether k's latest outcome was saved after the
@@ -345,195 +327,6 @@ func (r *Runner[K, T]) Crashed() []Crash[K] {
 	return slices.Clone(r.ext.crashed)
 }
 
-// yieldTracked yields item with k marked in flight in fl (if fl is not nil).
-func (r *Runner[K, T]) yieldTracked(fl *flightSlot, k K, item T, yield func(T) bool) bool {
-	if fl == nil {
-		return yield(item)
-	}
-	r.begin(fl, k)
-	ok := yield(item)
-	fl.end()
-	return ok
-}
-
-// iterateSlot is the slot of an Iterate loop: nil unless WithInFlightIterate.
-func (r *Runner[K, T]) iterateSlot() *flightSlot {
-	if !r.ext.trackIterate {
-		return nil
-	}
-	return r.ext.flight.acquire()
-}
-
-// processSlot is the slot of a Process worker: nil when tracking is off.
-func (r *Runner[K, T]) processSlot() *flightSlot { return r.ext.flight.acquire() }
-
-// begin marks k in flight in fl. A key that cannot be encoded, or is too
-// long, is not marked. A suspect waits until it can run alone; while there
-// are suspects, other keys wait while one runs.
-func (r *Runner[K, T]) begin(fl *flightSlot, k K) {
-	if fl == nil {
-		return
-	}
-	if r.ext.hasSuspects.Load() {
-		fl.iso = &r.ext.isolate
-		if r.isSuspect(k) {
-			fl.iso.Lock()
-			fl.mode = 2
-		} else {
-			fl.iso.RLock()
-			fl.mode = 1
-		}
-	}
-	kb, err := r.keys.encode(fl.buf[:0], k)
-	if err != nil {
-		return
-	}
-	fl.buf = kb[:0]
-	if len(kb) > flightKeyMax {
-		if fl.ff.warned.CompareAndSwap(false, true) {
-			fl.ff.log.Warn("checkpoint: a key too long to be tracked in flight", "name", r.name, "bytes", len(kb))
-		}
-		return
-	}
-	m := r.journalMark()
-	fl.set(kb, m)
-}
-
-func (s *flightSlot) state() *uint64 { return (*uint64)(unsafe.Pointer(&s.mem[0])) }
-
-// set writes the key and the mark, then the header: a kill between the two
-// leaves the slot empty, never a header over a partial key.
-func (s *flightSlot) set(key []byte, m journalMark) {
-	atomic.StoreUint64(s.state(), 0)
-	binary.LittleEndian.PutUint64(s.mem[8:], uint64(m.results))
-	binary.LittleEndian.PutUint64(s.mem[16:], uint64(m.errors))
-	copy(s.mem[flightHeader:], key)
-	atomic.StoreUint64(s.state(), flightSet|uint64(len(key)))
-}
-
-func (s *flightSlot) end() {
-	if s == nil {
-		return
-	}
-	atomic.StoreUint64(s.state(), 0)
-	switch s.mode {
-	case 1:
-		s.iso.RUnlock()
-	case 2:
-		s.iso.Unlock()
-	}
-	s.mode = 0
-}
-
-func (r *Runner[K, T]) isSuspect(k K) bool {
-	r.ext.mu.Lock()
-	defer r.ext.mu.Unlock()
-	_, ok := r.ext.suspects[k]
-	return ok
-}
-
-// acquire hands out a free slot, mapping a new chunk of the file if needed.
-// It returns nil (no tracking) if ff is nil, closed, or the file cannot be
-// mapped.
-func (ff *flightFile) acquire() *flightSlot {
-	if ff == nil {
-		return nil
-	}
-	ff.mu.Lock()
-	defer ff.mu.Unlock()
-	if ff.closed || ff.failed {
-		return nil
-	}
-	if len(ff.free) == 0 {
-		if err := ff.grow(); err != nil {
-			ff.failed = true
-			ff.log.Warn("checkpoint: in-flight tracking is off for this run", "file", ff.path, "err", err)
-			return nil
-		}
-	}
-	s := ff.free[len(ff.free)-1]
-	ff.free = ff.free[:len(ff.free)-1]
-	ff.held++
-	return s
-}
-
-func (ff *flightFile) grow() error {
-	if ff.f == nil {
-		f, err := os.OpenFile(ff.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		ff.f = f
-	}
-	off := int64(len(ff.chunks)) * flightChunkSize
-	if err := ff.f.Truncate(off + flightChunkSize); err != nil {
-		return err
-	}
-	mem, err := mapChunk(ff.f, off, flightChunkSize)
-	if err != nil {
-		return err
-	}
-	ff.chunks = append(ff.chunks, mem)
-	for i := flightChunkSlots - 1; i >= 0; i-- {
-		ff.free = append(ff.free, &flightSlot{ff: ff, mem: mem[i*flightSlotSize : (i+1)*flightSlotSize : (i+1)*flightSlotSize], buf: make([]byte, 0, 64)})
-	}
-	return nil
-}
-
-// release gives the slot back, cleared.
-func (s *flightSlot) release() {
-	if s == nil {
-		return
-	}
-	s.end()
-	ff := s.ff
-	ff.mu.Lock()
-	defer ff.mu.Unlock()
-	ff.held--
-	ff.free = append(ff.free, s)
-	if ff.closed && ff.held == 0 {
-		ff.unmap()
-	}
-}
-
-// close removes the file: after a clean Close nothing is in flight. The
-// memory stays mapped until the last slot is released, so a Process still
-// running past Close (a misuse) cannot fault.
-func (ff *flightFile) close() error {
-	if ff == nil {
-		return nil
-	}
-	ff.mu.Lock()
-	defer ff.mu.Unlock()
-	if ff.closed {
-		return nil
-	}
-	ff.closed = true
-	var err error
-	if ff.f != nil {
-		if rerr := os.Remove(ff.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = rerr
-		}
-	}
-	if ff.held == 0 {
-		err = errors.Join(err, ff.unmap())
-	}
-	return err
-}
-
-func (ff *flightFile) unmap() error {
-	var err error
-	for _, c := range ff.chunks {
-		err = errors.Join(err, unmapChunk(c))
-	}
-	ff.chunks, ff.free = nil, nil
-	if ff.f != nil {
-		err = errors.Join(err, ff.f.Close())
-		ff.f = nil
-	}
-	return err
-}
-
 // closeExt is called by Close after the journals are closed.
 func (r *Runner[K, T]) closeExt() error {
 	err := r.ext.flight.close()
@@ -541,37 +334,6 @@ func (r *Runner[K, T]) closeExt() error {
 		err = errors.Join(err, os.RemoveAll(r.ext.tempDir))
 	}
 	return err
-}
-
-// flightRecord is a set slot read back from the file.
-type flightRecord struct {
-	key  []byte
-	mark journalMark
-}
-
-// readFlightSlots reads the set slots of a slot file.
-func readFlightSlots(path string) ([]flightRecord, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []flightRecord
-	for off := 0; off+flightSlotSize <= len(b); off += flightSlotSize {
-		s := b[off : off+flightSlotSize]
-		st := binary.LittleEndian.Uint64(s)
-		n := int(st &^ flightSet)
-		if st&flightSet == 0 || n > flightKeyMax || n == 0 {
-			continue
-		}
-		out = append(out, flightRecord{
-			key: slices.Clone(s[flightHeader : flightHeader+n]),
-			mark: journalMark{
-				results: int64(binary.LittleEndian.Uint64(s[8:])),
-				errors:  int64(binary.LittleEndian.Uint64(s[16:])),
-			},
-		})
-	}
-	return out, nil
 }
 
 // crashCounts is the content of <name>_crashes.json.

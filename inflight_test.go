@@ -247,15 +247,15 @@ func TestInFlightFinishedSince(t *testing.T) {
 
 func TestReadFlightSlotsIgnoresPartialSlots(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x_inflight")
-	buf := make([]byte, 3*flightSlotSize+100) // a partial slot at the end
+	buf := make([]byte, 3*flightPage+100) // a partial slot at the end
 	mk := func(i int, state uint64, key string) {
-		s := buf[i*flightSlotSize:]
+		s := buf[i*flightPage:]
 		putU64(s, state)
 		copy(s[flightHeader:], key)
 	}
 	mk(0, flightSet|3, `"a"`)
-	mk(1, 0, `"b"`)                        // cleared
-	mk(2, flightSet|flightKeyMax+1, `"c"`) // impossible length
+	mk(1, 0, `"b"`)                          // cleared
+	mk(2, flightSet|flightPageRoom+1, `"c"`) // impossible length
 	require.NoError(t, os.WriteFile(path, buf, 0o644))
 	recs, err := readFlightSlots(path)
 	require.NoError(t, err)

@@ -232,7 +232,11 @@ func (r *Runner[K, T]) Iterate(items []T, keyFn func(T) K) iter.Seq[T] {
 		defer fl.release()
 		var la lookahead[K] // keys read ahead for shuffled items: see keyAhead
 		for i, item := range items {
-			if k, skip := r.keyAhead(&la, items, i, keyFn, &c); !skip && r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
+			k, skip := r.keyAhead(&la, items, i, keyFn, &c)
+			if skip {
+				continue
+			}
+			if ok, s := r.pendingState(k, &c); ok && !r.yieldTracked(fl, k, s, item, yield) {
 				return
 			}
 		}
@@ -253,7 +257,8 @@ func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T
 		defer fl.release()
 		for item := range items {
 			r.total.Add(1)
-			if k := keyFn(item); r.pending(k, &c) && !r.yieldTracked(fl, k, item, yield) {
+			k := keyFn(item)
+			if ok, s := r.pendingState(k, &c); ok && !r.yieldTracked(fl, k, s, item, yield) {
 				return
 			}
 		}
@@ -265,21 +270,28 @@ func (r *Runner[K, T]) IterateSeq(items iter.Seq[T], keyFn func(T) K) iter.Seq[T
 // place in the index (see index.findNear): items usually come in the order
 // their keys were saved.
 func (r *Runner[K, T]) pending(k K, c *cursor) bool {
+	ok, _ := r.pendingState(k, c)
+	return ok
+}
+
+// pendingState is pending that also returns k's slot in the index (0 if k
+// is not there), which in-flight tracking records.
+func (r *Runner[K, T]) pendingState(k K, c *cursor) (bool, slot) {
 	r.mu.RLock()
 	s, seen := r.index.getNear(k, c)
 	closed := r.closed
 	r.mu.RUnlock()
 	if closed {
 		r.setErr(ErrClosed)
-		return false
+		return false, s
 	}
 	switch {
 	case !seen:
-		return true
+		return true, s
 	case s.done():
-		return false
+		return false, s
 	default:
-		return (r.maxAttempts == 0 || s.attempts() < r.maxAttempts) && !r.givenUp(k)
+		return (r.maxAttempts == 0 || s.attempts() < r.maxAttempts) && !r.givenUp(k), s
 	}
 }
 
