@@ -296,7 +296,10 @@ func (s *fsSource) row(name string) experimentRow {
 		// A job writing changes the files; one killed outright does not,
 		// and must not stay "running" for ten Inspects' time.
 		throttled := c.sig != sig && c.row.Running && age < 10*c.took
-		if fresh || throttled {
+		// A job killed outright releases its lock at once: the row stops
+		// being "running" then, not a second or ten Inspects later.
+		released := c.row.Running && !s.lockHeld(name)
+		if (fresh || throttled) && !released {
 			return c.row
 		}
 	}
@@ -306,6 +309,13 @@ func (s *fsSource) row(name string) experimentRow {
 	s.cache[name] = cachedRow{sig: sig, row: r, at: now, took: time.Since(start)}
 	s.mu.Unlock()
 	return r
+}
+
+// lockHeld reports whether a process holds name's lock now, from the
+// kernel's list of locks (see heldLocks): the lock is never probed.
+func (s *fsSource) lockHeld(name string) bool {
+	fi, err := s.root.Stat(name + ".lock")
+	return err == nil && heldLocks().held(fi)
 }
 
 func (s *fsSource) makeRow(name string) experimentRow {

@@ -438,13 +438,24 @@ func TestServeWhileJobsCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	ask("after SIGKILL", 10)
-	_, body = getURL(t, srv.URL+"/api/experiments/live")
-	row = experimentRow{}
-	json.Unmarshal([]byte(body), &row)
-	if row.Running || row.Status != "crashed" {
-		t.Errorf("a killed job shows as running=%v status=%s, want crashed (from the run history)", row.Running, row.Status)
+	// At once: the row cached while the job ran must not outlive its lock.
+	for _, p := range []string{"/api/experiments/live", "/api/experiments"} {
+		_, body = getURL(t, srv.URL+p)
+		var rows []experimentRow
+		if p == "/api/experiments/live" {
+			row = experimentRow{}
+			json.Unmarshal([]byte(body), &row)
+			rows = []experimentRow{row}
+		} else {
+			json.Unmarshal([]byte(body), &rows)
+		}
+		for _, row := range rows {
+			if row.Name == "live" && (row.Running || row.Status != "crashed") {
+				t.Errorf("GET %s: a killed job shows as running=%v status=%s, want crashed (from the run history)", p, row.Running, row.Status)
+			}
+		}
 	}
+	ask("after SIGKILL", 10)
 	// The next Open repairs whatever the kill left.
 	r, err := checkpoint.Open[int, int]("live", checkpoint.WithDir(dir))
 	if err != nil {
