@@ -234,19 +234,23 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 	if isResult {
 		allLatest = m.b.supersededResults == 0
 	}
-	touch := func(h uint64) {
-		m.a.table.touch(h)
-		if !allLatest {
-			m.b.table.touch(h)
-		}
-	}
 	// Two runs over the same items usually save them in the same order.
 	// When every line of A's results is its key's latest, the line after
 	// the last one matched is tried first, read sequentially, before a
 	// lookup in A's index: a hash lookup in a table far larger than the
-	// caches costs a cache miss per key.
+	// caches costs a cache miss per key. While that works, A's table is
+	// not touched ahead either.
 	useCursor := isResult && m.readA != nil && m.a.supersededResults == 0
-	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine, rec record) error {
+	inOrder := false // the last key was found at the cursor
+	touch := func(hs []uint64) {
+		if !inOrder {
+			m.a.table.touch(hs)
+		}
+		if !allLatest {
+			m.b.table.touch(hs)
+		}
+	}
+	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine) error {
 		if !allLatest {
 			sb := m.b.lookup(p.canon, p.h)
 			if sb == nil || sb.done() != isResult || sb.offset() != p.off {
@@ -254,16 +258,20 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 			}
 		}
 		var lineA []byte
-		var err error
+		var recA record
 		inA, doneA := false, false
+		inOrder = false
 		if useCursor && m.cursor < m.a.results.size {
-			if l, err := m.readA.line(m.cursor); err == nil && lineKeyIs(l, p.canon) {
-				lineA, inA, doneA = l, true, true
-				m.cursor += int64(len(l)) + 1
+			if l, err := m.readA.line(m.cursor); err == nil {
+				if recA, inA = recordWithKey(l, p.canon); inA {
+					lineA, doneA, inOrder = l, true, true
+					m.cursor += int64(len(l)) + 1
+				}
 			}
 		}
 		if !inA {
 			if sa := m.a.lookup(p.canon, p.h); sa != nil {
+				var err error
 				if sa.done() {
 					lineA, err = m.readA.line(sa.offset())
 				} else {
@@ -273,15 +281,15 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 					return err
 				}
 				// Another key with the same hash is not a match.
-				inA, doneA = lineKeyIs(lineA, p.canon), sa.done()
+				recA, inA = recordWithKey(lineA, p.canon)
+				doneA = sa.done()
 				if inA && doneA {
 					m.cursor = sa.offset() + int64(len(lineA)) + 1
 				}
 			}
 		}
-		key := string(p.canon)
 		if !inA {
-			m.c.OnlyB.add(key, isResult, m.o.examples)
+			m.c.OnlyB.add(string(p.canon), isResult, m.o.examples)
 			return nil
 		}
 		if doneA {
@@ -290,22 +298,21 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 			m.matchedFailed++
 		}
 		m.c.Both++
-		recA, _ := parseRecord(lineA)
 		line := p.line
 		switch {
 		case doneA && isResult:
-			m.compareResults(key, recA.body, rec.body)
+			m.compareResults(p.canon, recA.body, p.rec.body)
 		case doneA:
 			if m.c.FailedOnlyInB.count(m.o.examples) {
-				m.c.FailedOnlyInB.add(OutcomeChange{Key: key, ErrorB: errorMessage(line)})
+				m.c.FailedOnlyInB.add(OutcomeChange{Key: string(p.canon), ErrorB: errorMessage(line)})
 			}
 		case isResult:
 			if m.c.FailedOnlyInA.count(m.o.examples) {
-				m.c.FailedOnlyInA.add(OutcomeChange{Key: key, ErrorA: errorMessage(lineA)})
+				m.c.FailedOnlyInA.add(OutcomeChange{Key: string(p.canon), ErrorA: errorMessage(lineA)})
 			}
 		default:
 			if m.c.FailedInBoth.count(m.o.examples) {
-				m.c.FailedInBoth.add(OutcomeChange{Key: key, ErrorA: errorMessage(lineA), ErrorB: errorMessage(line)})
+				m.c.FailedInBoth.add(OutcomeChange{Key: string(p.canon), ErrorA: errorMessage(lineA), ErrorB: errorMessage(line)})
 			}
 		}
 		return nil
@@ -386,11 +393,12 @@ func (m *merger) onlyA(ctx context.Context) error {
 }
 
 // compareResults compares the results of a key completed in both.
-func (m *merger) compareResults(key string, a, b []byte) {
+func (m *merger) compareResults(canon, a, b []byte) {
 	if bytes.Equal(a, b) {
 		m.c.Equal++
 		return
 	}
+	key := string(canon)
 	va, erra := decodeJSON(a)
 	vb, errb := decodeJSON(b)
 	if erra != nil || errb != nil {
