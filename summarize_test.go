@@ -87,6 +87,8 @@ func TestValueAt(t *testing.T) {
 		{`12`, "", 12, true},
 		{`[5]`, "0", 5, true},
 		{`{"a":1}`, "a.b", 0, false},
+		{`{"a":{"b":2}}`, ".a.b", 2, true}, // jq's leading dot
+		{`3.5`, ".", 3.5, true},
 	} {
 		path, err := parseFieldPath(tc.path)
 		require.NoError(t, err)
@@ -94,6 +96,15 @@ func TestValueAt(t *testing.T) {
 		assert.Equal(t, tc.ok, ok, "%s %s", tc.json, tc.path)
 		assert.Equal(t, tc.want, got, "%s %s", tc.json, tc.path)
 	}
+}
+
+func TestBadFieldPath(t *testing.T) {
+	for _, field := range []string{"a..b", "a.", "..", ".a."} {
+		_, err := parseFieldPath(field)
+		assert.ErrorIs(t, err, ErrBadField, field)
+	}
+	_, err := Summarize(context.Background(), Ref{Dir: "checkpoints", Name: "sample"}, "score..x")
+	assert.ErrorIs(t, err, ErrBadField)
 }
 
 // FuzzNumberAt holds the byte walker to what encoding/json finds at the

@@ -106,6 +106,7 @@ func subcommands() []func(*env) *cobra.Command {
 		newWatchCmd,
 		newCompareCmd,
 		newRunsCmd,
+		newSummarizeCmd,
 		newServeCmd,
 		newSnapshotsCmd,
 	}
