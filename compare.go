@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 )
 
@@ -404,20 +403,16 @@ func (m *merger) compareResults(canon, a, b []byte) {
 	if erra != nil || errb != nil {
 		// Not JSON we can read: compare the bytes.
 		m.c.Different++
-		m.field("", key, a, b)
+		if m.field("") {
+			m.example("", ValueChange{Key: key, A: bytes.Clone(a), B: bytes.Clone(b)})
+		}
 		return
 	}
 	differs := false
 	diffValues("", va, vb, true, true, m.o.tolerance, func(path string, x, y any, hasX, hasY bool) {
 		differs = true
-		f := m.fields[path]
-		if f == nil {
-			f = &FieldDiff{Field: path}
-			m.fields[path] = f
-		}
-		f.Count++
-		if len(f.Examples) < m.o.examples {
-			f.Examples = append(f.Examples, ValueChange{Key: key, A: marshalIf(x, hasX), B: marshalIf(y, hasY)})
+		if m.field(path) {
+			m.example(path, ValueChange{Key: key, A: marshalIf(x, hasX), B: marshalIf(y, hasY)})
 		}
 	})
 	if differs {
@@ -427,17 +422,21 @@ func (m *merger) compareResults(canon, a, b []byte) {
 	}
 }
 
-// field records a difference of a whole result that is not JSON.
-func (m *merger) field(path, key string, a, b []byte) {
+// field counts one more key that differs at path, and reports whether it
+// is to be an example.
+func (m *merger) field(path string) bool {
 	f := m.fields[path]
 	if f == nil {
 		f = &FieldDiff{Field: path}
 		m.fields[path] = f
 	}
 	f.Count++
-	if len(f.Examples) < m.o.examples {
-		f.Examples = append(f.Examples, ValueChange{Key: key, A: bytes.Clone(a), B: bytes.Clone(b)})
-	}
+	return len(f.Examples) < m.o.examples
+}
+
+func (m *merger) example(path string, c ValueChange) {
+	f := m.fields[path]
+	f.Examples = append(f.Examples, c)
 }
 
 func decodeJSON(b []byte) (any, error) {
@@ -470,17 +469,7 @@ func diffValues(path string, a, b any, hasA, hasB bool, tol float64, emit func(p
 	oa, okA := a.(map[string]any)
 	ob, okB := b.(map[string]any)
 	if okA && okB {
-		names := make([]string, 0, len(oa)+len(ob))
-		for k := range oa {
-			names = append(names, k)
-		}
-		for k := range ob {
-			if _, ok := oa[k]; !ok {
-				names = append(names, k)
-			}
-		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range unionNames(oa, ob) {
 			x, hx := oa[k]
 			y, hy := ob[k]
 			diffValues(joinPath(path, k), x, y, hx, hy, tol, emit)
@@ -579,21 +568,27 @@ func diffParams(a, b json.RawMessage) []ParamDiff {
 	if !okA || !okB {
 		return []ParamDiff{{A: a, B: b, Differs: !sameJSON(a, b)}}
 	}
-	names := make([]string, 0, len(oa)+len(ob))
-	for k := range oa {
-		names = append(names, k)
-	}
-	for k := range ob {
-		if _, ok := oa[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
+	names := unionNames(oa, ob)
 	out := make([]ParamDiff, 0, len(names))
 	for _, k := range names {
 		out = append(out, ParamDiff{Name: k, A: oa[k], B: ob[k], Differs: !sameJSON(oa[k], ob[k])})
 	}
 	return out
+}
+
+// unionNames returns the names in a or b, each once, sorted.
+func unionNames[V any](a, b map[string]V) []string {
+	names := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		names = append(names, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // paramFields splits params into its fields; absent params have none.
@@ -621,16 +616,7 @@ func sameJSON(a, b json.RawMessage) bool {
 }
 
 func diffMetrics(a, b map[string]float64) []MetricDiff {
-	names := make([]string, 0, len(a)+len(b))
-	for k := range a {
-		names = append(names, k)
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
+	names := unionNames(a, b)
 	out := make([]MetricDiff, 0, len(names))
 	for _, k := range names {
 		d := MetricDiff{Name: k}

@@ -270,16 +270,13 @@ func rebaseRecord(rec record, from, to []byte) record {
 	return rec
 }
 
+// timeAt is the timestamp of the line at off in j.
 func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
 	line, err := j.readLine(off)
 	if err != nil {
 		return time.Time{}, false
 	}
-	rec, ok := parseRecord(line)
-	if !ok {
-		return time.Time{}, false
-	}
-	return parseTimestamp(rec.ts)
+	return lineTime(line)
 }
 
 // upsert returns the slot of the key whose canonical form is canon, adding

@@ -417,25 +417,21 @@ func appendRunLine(path string, l runLine) error {
 // appendLine appends line, which ends in a newline, to the file at path in
 // one write and syncs it, after a newline if the file does not end in one.
 func appendLine(path string, line []byte) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
+	f, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if torn, err := endsTorn(f); err != nil {
+	if err == nil {
+		torn, err := endsTorn(f)
 		f.Close()
-		return err
-	} else if torn {
-		line = append([]byte{'\n'}, line...)
+		if err != nil {
+			return err
+		}
+		if torn {
+			line = append([]byte{'\n'}, line...)
+		}
 	}
-	if _, err := f.Write(line); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return appendSync(path, line) // store_jsonl.go
 }
 
 // endsTorn reports whether f is not empty and does not end in a newline.
