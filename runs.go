@@ -22,6 +22,11 @@ import (
 // crashed. The file is append-only and only ever grows by whole lines, and
 // the Python library ignores it: the meta file keeps exactly its seven
 // fields.
+//
+// The history outlives the data, on purpose: Clear and WithFresh empty the
+// journals but keep NAME_runs.jsonl and NAME_metrics.jsonl, because a
+// fresh run is still one of the job's runs (its counts start from zero).
+// Only `checkpoint reset` moves them, into its backup with the rest.
 
 // RunStatus is how a run ended, or that it has not.
 type RunStatus string
@@ -493,7 +498,8 @@ func unfinishedRun(lines []runLine) *runLine {
 }
 
 // ReadRuns returns the run history of the checkpoint name in dir, oldest
-// first, with each run's final metrics. It takes no lock and is safe while
+// first, with each run's final metrics. Runs before a Clear or WithFresh
+// are included: those keep the history. It takes no lock and is safe while
 // a run is under way: a run that has not ended shows as RunRunning while
 // its process lives, and as RunCrashed (with the counts derived from the
 // journals, as the next Open will record them) once it has died. A

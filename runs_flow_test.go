@@ -242,3 +242,45 @@ func TestFlowAndPipelineCrashedSIGKILL(t *testing.T) {
 		})
 	}
 }
+
+// TestHistorySurvivesFresh: WithFresh starts the data from zero but keeps
+// the run history and the metrics: a fresh run is still one of the job's
+// runs. (checkpoint reset and Reset move the history away with the rest.)
+func TestHistorySurvivesFresh(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(dir string, opts ...checkpoint.Option) (close func() error)
+	}{
+		{"runner", func(dir string, opts ...checkpoint.Option) func() error {
+			r, err := checkpoint.Open[int, int]("job", append(opts, checkpoint.WithDir(dir), quiet)...)
+			require.NoError(t, err)
+			require.NoError(t, r.SaveResult(1, 1))
+			require.NoError(t, r.LogMetrics(map[string]float64{"acc": 0.5}))
+			return r.Close
+		}},
+		{"flow", func(dir string, opts ...checkpoint.Option) func() error {
+			f, err := checkpoint.NewFlow[int]("job", append(opts, checkpoint.WithDir(dir), quiet)...)
+			require.NoError(t, err)
+			return f.Close
+		}},
+		{"pipeline", func(dir string, opts ...checkpoint.Option) func() error {
+			p, err := checkpoint.OpenPipeline[int]("job", append(opts, checkpoint.WithDir(dir), quiet)...)
+			require.NoError(t, err)
+			return p.Close
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, tc.open(dir)())
+			require.NoError(t, tc.open(dir, checkpoint.WithFresh())())
+			runs, err := checkpoint.ReadRuns(dir, "job")
+			require.NoError(t, err)
+			require.Len(t, runs, 2, "the run before WithFresh is still there")
+			assert.Equal(t, checkpoint.RunFinished, runs[0].Status)
+			if tc.name == "runner" {
+				assert.Equal(t, 1, runs[0].Completed)
+				assert.Equal(t, map[string]float64{"acc": 0.5}, runs[0].Metrics)
+			}
+		})
+	}
+}
