@@ -178,3 +178,26 @@ func hasDuplicateNames(doc string) bool {
 	}
 	return false
 }
+
+// TestRebaseRecord: scanAhead keeps a record parsed from the scanner's
+// buffer as slices of its own copy of the line, whichever parser read it
+// (the slow one returns memory of its own).
+func TestRebaseRecord(t *testing.T) {
+	for _, line := range []string{
+		`{"key": 7, "result": {"a": 1}, "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+		`{"key":"x","result":[1,2],"timestamp":"2026-01-02T03:04:05.000006+00:00"}`,
+		`{"result": 3, "key": "k", "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+		`{"key": 1, "result": {"key": 2}, "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+	} {
+		buf := []byte(line)
+		rec, ok := parseRecord(buf)
+		require.True(t, ok, line)
+		want := record{key: bytes.Clone(rec.key), body: bytes.Clone(rec.body), ts: bytes.Clone(rec.ts), whole: rec.whole}
+		own := bytes.Clone(buf)
+		got := rebaseRecord(rec, buf, own)
+		for i := range buf {
+			buf[i] = '#' // the scanner reuses its buffer
+		}
+		assert.Equal(t, want, got, line)
+	}
+}
