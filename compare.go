@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 )
 
@@ -234,19 +233,23 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 	if isResult {
 		allLatest = m.b.supersededResults == 0
 	}
-	touch := func(h uint64) {
-		m.a.table.touch(h)
-		if !allLatest {
-			m.b.table.touch(h)
-		}
-	}
 	// Two runs over the same items usually save them in the same order.
 	// When every line of A's results is its key's latest, the line after
 	// the last one matched is tried first, read sequentially, before a
 	// lookup in A's index: a hash lookup in a table far larger than the
-	// caches costs a cache miss per key.
+	// caches costs a cache miss per key. While that works, A's table is
+	// not touched ahead either.
 	useCursor := isResult && m.readA != nil && m.a.supersededResults == 0
-	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine, rec record) error {
+	inOrder := false // the last key was found at the cursor
+	touch := func(hs []uint64) {
+		if !inOrder {
+			m.a.table.touch(hs)
+		}
+		if !allLatest {
+			m.b.table.touch(hs)
+		}
+	}
+	return scanAhead(ctx, j, m.b.table.hash, touch, func(p *pendingLine) error {
 		if !allLatest {
 			sb := m.b.lookup(p.canon, p.h)
 			if sb == nil || sb.done() != isResult || sb.offset() != p.off {
@@ -254,16 +257,20 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 			}
 		}
 		var lineA []byte
-		var err error
+		var recA record
 		inA, doneA := false, false
+		inOrder = false
 		if useCursor && m.cursor < m.a.results.size {
-			if l, err := m.readA.line(m.cursor); err == nil && lineKeyIs(l, p.canon) {
-				lineA, inA, doneA = l, true, true
-				m.cursor += int64(len(l)) + 1
+			if l, err := m.readA.line(m.cursor); err == nil {
+				if recA, inA = recordWithKey(l, p.canon); inA {
+					lineA, doneA, inOrder = l, true, true
+					m.cursor += int64(len(l)) + 1
+				}
 			}
 		}
 		if !inA {
 			if sa := m.a.lookup(p.canon, p.h); sa != nil {
+				var err error
 				if sa.done() {
 					lineA, err = m.readA.line(sa.offset())
 				} else {
@@ -273,15 +280,15 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 					return err
 				}
 				// Another key with the same hash is not a match.
-				inA, doneA = lineKeyIs(lineA, p.canon), sa.done()
+				recA, inA = recordWithKey(lineA, p.canon)
+				doneA = sa.done()
 				if inA && doneA {
 					m.cursor = sa.offset() + int64(len(lineA)) + 1
 				}
 			}
 		}
-		key := string(p.canon)
 		if !inA {
-			m.c.OnlyB.add(key, isResult, m.o.examples)
+			m.c.OnlyB.add(string(p.canon), isResult, m.o.examples)
 			return nil
 		}
 		if doneA {
@@ -290,22 +297,21 @@ func (m *merger) walkB(ctx context.Context, j *journal, isResult bool) error {
 			m.matchedFailed++
 		}
 		m.c.Both++
-		recA, _ := parseRecord(lineA)
 		line := p.line
 		switch {
 		case doneA && isResult:
-			m.compareResults(key, recA.body, rec.body)
+			m.compareResults(p.canon, recA.body, p.rec.body)
 		case doneA:
 			if m.c.FailedOnlyInB.count(m.o.examples) {
-				m.c.FailedOnlyInB.add(OutcomeChange{Key: key, ErrorB: errorMessage(line)})
+				m.c.FailedOnlyInB.add(OutcomeChange{Key: string(p.canon), ErrorB: errorMessage(line)})
 			}
 		case isResult:
 			if m.c.FailedOnlyInA.count(m.o.examples) {
-				m.c.FailedOnlyInA.add(OutcomeChange{Key: key, ErrorA: errorMessage(lineA)})
+				m.c.FailedOnlyInA.add(OutcomeChange{Key: string(p.canon), ErrorA: errorMessage(lineA)})
 			}
 		default:
 			if m.c.FailedInBoth.count(m.o.examples) {
-				m.c.FailedInBoth.add(OutcomeChange{Key: key, ErrorA: errorMessage(lineA), ErrorB: errorMessage(line)})
+				m.c.FailedInBoth.add(OutcomeChange{Key: string(p.canon), ErrorA: errorMessage(lineA), ErrorB: errorMessage(line)})
 			}
 		}
 		return nil
@@ -386,30 +392,27 @@ func (m *merger) onlyA(ctx context.Context) error {
 }
 
 // compareResults compares the results of a key completed in both.
-func (m *merger) compareResults(key string, a, b []byte) {
+func (m *merger) compareResults(canon, a, b []byte) {
 	if bytes.Equal(a, b) {
 		m.c.Equal++
 		return
 	}
+	key := string(canon)
 	va, erra := decodeJSON(a)
 	vb, errb := decodeJSON(b)
 	if erra != nil || errb != nil {
 		// Not JSON we can read: compare the bytes.
 		m.c.Different++
-		m.field("", key, a, b)
+		if m.field("") {
+			m.example("", ValueChange{Key: key, A: bytes.Clone(a), B: bytes.Clone(b)})
+		}
 		return
 	}
 	differs := false
 	diffValues("", va, vb, true, true, m.o.tolerance, func(path string, x, y any, hasX, hasY bool) {
 		differs = true
-		f := m.fields[path]
-		if f == nil {
-			f = &FieldDiff{Field: path}
-			m.fields[path] = f
-		}
-		f.Count++
-		if len(f.Examples) < m.o.examples {
-			f.Examples = append(f.Examples, ValueChange{Key: key, A: marshalIf(x, hasX), B: marshalIf(y, hasY)})
+		if m.field(path) {
+			m.example(path, ValueChange{Key: key, A: marshalIf(x, hasX), B: marshalIf(y, hasY)})
 		}
 	})
 	if differs {
@@ -419,17 +422,21 @@ func (m *merger) compareResults(key string, a, b []byte) {
 	}
 }
 
-// field records a difference of a whole result that is not JSON.
-func (m *merger) field(path, key string, a, b []byte) {
+// field counts one more key that differs at path, and reports whether it
+// is to be an example.
+func (m *merger) field(path string) bool {
 	f := m.fields[path]
 	if f == nil {
 		f = &FieldDiff{Field: path}
 		m.fields[path] = f
 	}
 	f.Count++
-	if len(f.Examples) < m.o.examples {
-		f.Examples = append(f.Examples, ValueChange{Key: key, A: bytes.Clone(a), B: bytes.Clone(b)})
-	}
+	return len(f.Examples) < m.o.examples
+}
+
+func (m *merger) example(path string, c ValueChange) {
+	f := m.fields[path]
+	f.Examples = append(f.Examples, c)
 }
 
 func decodeJSON(b []byte) (any, error) {
@@ -462,17 +469,7 @@ func diffValues(path string, a, b any, hasA, hasB bool, tol float64, emit func(p
 	oa, okA := a.(map[string]any)
 	ob, okB := b.(map[string]any)
 	if okA && okB {
-		names := make([]string, 0, len(oa)+len(ob))
-		for k := range oa {
-			names = append(names, k)
-		}
-		for k := range ob {
-			if _, ok := oa[k]; !ok {
-				names = append(names, k)
-			}
-		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range unionNames(oa, ob) {
 			x, hx := oa[k]
 			y, hy := ob[k]
 			diffValues(joinPath(path, k), x, y, hx, hy, tol, emit)
@@ -571,21 +568,27 @@ func diffParams(a, b json.RawMessage) []ParamDiff {
 	if !okA || !okB {
 		return []ParamDiff{{A: a, B: b, Differs: !sameJSON(a, b)}}
 	}
-	names := make([]string, 0, len(oa)+len(ob))
-	for k := range oa {
-		names = append(names, k)
-	}
-	for k := range ob {
-		if _, ok := oa[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
+	names := unionNames(oa, ob)
 	out := make([]ParamDiff, 0, len(names))
 	for _, k := range names {
 		out = append(out, ParamDiff{Name: k, A: oa[k], B: ob[k], Differs: !sameJSON(oa[k], ob[k])})
 	}
 	return out
+}
+
+// unionNames returns the names in a or b, each once, sorted.
+func unionNames[V any](a, b map[string]V) []string {
+	names := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		names = append(names, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // paramFields splits params into its fields; absent params have none.
@@ -613,16 +616,7 @@ func sameJSON(a, b json.RawMessage) bool {
 }
 
 func diffMetrics(a, b map[string]float64) []MetricDiff {
-	names := make([]string, 0, len(a)+len(b))
-	for k := range a {
-		names = append(names, k)
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
+	names := unionNames(a, b)
 	out := make([]MetricDiff, 0, len(names))
 	for _, k := range names {
 		d := MetricDiff{Name: k}

@@ -142,7 +142,7 @@ func NewFlow[S any](name string, opts ...Option) (*Flow[S], error) {
 		f.closeFiles()
 		return nil, err
 	}
-	if f.run, err = startOwnRun(&o, o.dir, name); err != nil {
+	if f.run, err = startFlowRun(&o, o.dir, name); err != nil {
 		f.closeFiles()
 		return nil, err
 	}

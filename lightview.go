@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 )
 
 // A Ref names a checkpoint on disk: the folder that holds its files and its
@@ -151,7 +152,8 @@ func scanRecords(ctx context.Context, j *journal, fn func(off int64, lineNo int,
 // key wins, and a result wins over an error only if it is not older.
 func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool) error {
 	t := &v.table
-	return scanAhead(ctx, j, t.hash, t.touch, func(p *pendingLine, rec record) error {
+	return scanAhead(ctx, j, t.hash, t.touch, func(p *pendingLine) error {
+		rec := p.rec
 		v.kinds.add(p.kind, rec.key)
 		s := newViewSlot(p.off, isResult)
 		sp, isNew, err := v.upsert(p.canon, p.h)
@@ -188,7 +190,8 @@ func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool)
 }
 
 // A pendingLine is a record that scanAhead holds back: a copy of its line,
-// with its key in canonical form and the key's hash.
+// the record parsed from it, and its key in canonical form with the key's
+// hash.
 type pendingLine struct {
 	off    int64
 	lineNo int
@@ -196,63 +199,84 @@ type pendingLine struct {
 	kind   keyKind
 	canon  []byte
 	line   []byte
+	rec    record // slices of line
 }
 
-// aheadLines is how many records scanAhead holds back.
-const aheadLines = 16
+// aheadLines is how many records scanAhead holds back: enough cache misses
+// in flight to cover memory latency, few enough lines to stay in cache.
+const aheadLines = 32
 
 // scanAhead is scanRecords for work on hash tables far larger than the CPU
-// caches, where each record costs a cache miss or two: it hashes each
-// record's key, calls touch so that the table words the record will need
-// start loading, and hands the record to fn aheadLines records later, in
-// file order. The misses of those lines then overlap instead of following
-// one another, as in Open (see index.upsertBatch).
-func scanAhead(ctx context.Context, j *journal, hash func([]byte) uint64, touch func(h uint64), fn func(p *pendingLine, rec record) error) error {
+// caches, where each record costs a cache miss or two. It reads records in
+// batches of aheadLines: each record's key is put in canonical form and
+// hashed, then touch is called for the whole batch in a tight loop, so that
+// the table words the batch will need load all at once (their misses
+// overlap, as in Open: see index.upsertBatch), and then fn is called for
+// each record of the batch, in file order.
+func scanAhead(ctx context.Context, j *journal, hash func([]byte) uint64, touch func(hs []uint64), fn func(p *pendingLine) error) error {
 	var ring [aheadLines]pendingLine
+	var hs [aheadLines]uint64
 	n := 0
-	handle := func(p *pendingLine) error {
-		rec, _ := parseRecord(p.line) // parsed once already: it is a record
-		return fn(p, rec)
-	}
-	err := scanRecords(ctx, j, func(off int64, lineNo int, line []byte, rec record) error {
-		p := &ring[n%aheadLines]
-		if n >= aheadLines {
-			if err := handle(p); err != nil {
+	flush := func() error {
+		touch(hs[:n])
+		for i := range n {
+			if err := fn(&ring[i]); err != nil {
 				return err
 			}
 		}
+		n = 0
+		return nil
+	}
+	err := scanRecords(ctx, j, func(off int64, lineNo int, line []byte, rec record) error {
+		p := &ring[n]
 		var err error
 		if p.canon, p.kind, err = canonicalKey(p.canon[:0], rec.key); err != nil {
 			return fmt.Errorf("checkpoint: %s line %d: %w", j.path, lineNo, err)
 		}
 		p.h = hash(p.canon)
-		touch(p.h)
+		hs[n] = p.h
 		p.off, p.lineNo = off, lineNo
 		p.line = append(p.line[:0], line...)
+		p.rec = rebaseRecord(rec, line, p.line)
 		n++
+		if n == aheadLines {
+			return flush()
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for i := max(0, n-aheadLines); i < n; i++ {
-		if err := handle(&ring[i%aheadLines]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return flush()
 }
 
+// rebaseRecord returns rec, whose slices are of from or of memory of their
+// own (the slow parser copies), with those of from made slices of to, a
+// copy of from.
+func rebaseRecord(rec record, from, to []byte) record {
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(from)))
+	at := func(s []byte) []byte {
+		if len(s) == 0 {
+			return s
+		}
+		p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+		if p < base || p-base+uintptr(len(s)) > uintptr(len(from)) {
+			return s // not in from: the parser's own copy
+		}
+		i := int(p - base)
+		return to[i : i+len(s) : i+len(s)]
+	}
+	rec.key, rec.body, rec.ts = at(rec.key), at(rec.body), at(rec.ts)
+	return rec
+}
+
+// timeAt is the timestamp of the line at off in j.
 func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
 	line, err := j.readLine(off)
 	if err != nil {
 		return time.Time{}, false
 	}
-	rec, ok := parseRecord(line)
-	if !ok {
-		return time.Time{}, false
-	}
-	return parseTimestamp(rec.ts)
+	return lineTime(line)
 }
 
 // upsert returns the slot of the key whose canonical form is canon, adding
@@ -307,12 +331,20 @@ func (v *lightView) keyIs(s viewSlot, canon []byte) (bool, error) {
 }
 
 func lineKeyIs(line, canon []byte) bool {
+	_, ok := recordWithKey(line, canon)
+	return ok
+}
+
+// recordWithKey parses line and reports whether it is a record of the key
+// canon.
+func recordWithKey(line, canon []byte) (record, bool) {
 	rec, ok := parseRecord(line)
 	if !ok {
-		return false
+		return rec, false
 	}
-	got, _, err := canonicalKey(nil, rec.key)
-	return err == nil && bytes.Equal(got, canon)
+	var buf [64]byte
+	got, _, err := canonicalKey(buf[:0], rec.key)
+	return rec, err == nil && bytes.Equal(got, canon)
 }
 
 func (v *lightView) journalOf(s viewSlot) *journal {
@@ -372,10 +404,15 @@ func (t *keyTable) hash(canon []byte) uint64 {
 	return max(maphash.Bytes(t.seed, canon), 1)
 }
 
-// touch loads the table word where h's search starts, so that a lookup of
-// h a little later finds it in cache.
-func (t *keyTable) touch(h uint64) {
-	t.touched += t.entries[h&t.mask].h
+// touch loads the table words where the searches for hs start, so that
+// lookups of them a little later find them in cache. The loop does nothing
+// else, so that all the loads are in flight at once.
+func (t *keyTable) touch(hs []uint64) {
+	var sum uint64
+	for _, h := range hs {
+		sum += t.entries[h&t.mask].h
+	}
+	t.touched += sum // keep the loads: their value is never used
 }
 
 func (t *keyTable) find(h uint64) *viewSlot {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,23 +30,23 @@ type MetricPoint struct {
 	Value float64   `json:"value"`
 }
 
-// A MetricOption qualifies the values given to LogMetrics.
-type MetricOption func(*metricOptions)
-
-type metricOptions struct {
+// A MetricOption qualifies the values given to LogMetrics. Its zero value
+// does nothing.
+type MetricOption struct {
 	step    int64
 	hasStep bool
 }
 
 // AtStep records the values as those of step n (an epoch, a batch...).
 func AtStep(n int64) MetricOption {
-	return func(o *metricOptions) { o.step, o.hasStep = n, true }
+	return MetricOption{step: n, hasStep: true}
 }
 
 // LogMetrics records values (by metric name) for the current run, with the
-// time and, with AtStep, a step. It is cheap (one write, no fsync) and safe
-// for concurrent use; what it recorded survives the death of the process.
-// Values must be finite: JSON has no NaN or infinity.
+// time and, with AtStep, a step. It is cheap (the line is built in a pooled
+// buffer without allocating, then handed to the kernel in one write, no
+// fsync) and safe for concurrent use; what it recorded survives the death
+// of the process. Values must be finite: JSON has no NaN or infinity.
 func (r *Runner[K, T]) LogMetrics(values map[string]float64, opts ...MetricOption) error {
 	return r.run.logMetrics(values, opts)
 }
@@ -66,24 +67,30 @@ func (rl *runLog) logMetrics(values map[string]float64, opts []MetricOption) err
 	if rl == nil {
 		return ErrClosed
 	}
-	var o metricOptions
+	var o MetricOption
 	for _, opt := range opts {
-		opt(&o)
+		if opt.hasStep {
+			o = opt
+		}
 	}
 	bp, _ := rl.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	defer func() {
-		if cap(*bp) <= maxPooledMetricsLine {
-			rl.bufs.Put(bp)
-		}
-	}()
 	line, err := rl.appendMetricsLine((*bp)[:0], values, o, time.Now())
-	*bp = line
-	if err != nil {
-		return err
+	if err == nil {
+		err = rl.writeMetrics(line)
 	}
+	if cap(line) <= maxPooledMetricsLine {
+		*bp = line
+		rl.bufs.Put(bp)
+	}
+	return err
+}
+
+// writeMetrics writes one line to the metrics file, opening it first if
+// this is the run's first.
+func (rl *runLog) writeMetrics(line []byte) error {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if rl.done {
@@ -120,7 +127,9 @@ func (rl *runLog) openMetrics() error {
 	return nil
 }
 
-func (rl *runLog) appendMetricsLine(b []byte, values map[string]float64, o metricOptions, now time.Time) ([]byte, error) {
+// appendMetricsLine appends the metrics line of values to b. It does not
+// allocate (for up to 8 names).
+func (rl *runLog) appendMetricsLine(b []byte, values map[string]float64, o MetricOption, now time.Time) ([]byte, error) {
 	if len(values) == 0 {
 		return b, errors.New("checkpoint: LogMetrics with no values")
 	}
@@ -136,23 +145,26 @@ func (rl *runLog) appendMetricsLine(b []byte, values map[string]float64, o metri
 	b = append(b, `,"metrics":{`...)
 	// Names in order, so that equal calls write equal lines. Few metrics go
 	// in one call; a small array avoids an allocation for the common case.
-	var small [8]string
-	names := small[:0]
-	for name := range values {
-		names = append(names, name)
+	type namedValue struct {
+		name string
+		v    float64
 	}
-	slices.Sort(names)
-	for i, name := range names {
-		v := values[name]
+	var small [8]namedValue
+	nv := small[:0]
+	for name, v := range values {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return b, fmt.Errorf("checkpoint: metric %q is %v, which JSON cannot hold", name, v)
 		}
+		nv = append(nv, namedValue{name, v})
+	}
+	slices.SortFunc(nv, func(x, y namedValue) int { return strings.Compare(x.name, y.name) })
+	for i, m := range nv {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, name)
+		b = appendJSONString(b, m.name)
 		b = append(b, ':')
-		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		b = strconv.AppendFloat(b, m.v, 'g', -1, 64)
 	}
 	return append(b, "}}\n"...), nil
 }

@@ -119,7 +119,7 @@ func OpenPipeline[K comparable](name string, opts ...Option) (*Pipeline[K], erro
 		}
 		p.steps = nil
 	}
-	if p.run, err = startOwnRun(&o, p.dir, name); err != nil {
+	if p.run, err = startPipelineRun(&o, p.dir, name); err != nil {
 		return fail(err)
 	}
 	// Every step: the user's options, then those the pipeline decides.
@@ -202,6 +202,10 @@ func PipelineStep[K comparable, T any](p *Pipeline[K], step string) (*Runner[K, 
 	}
 	r, err := Open[K, T](p.stepName(step), p.opts...)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.run.addJournals(r.run); err != nil { // the step's items count for the pipeline's run
+		r.Close()
 		return nil, err
 	}
 	if !slices.Contains(p.steps, step) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -21,6 +22,11 @@ import (
 // crashed. The file is append-only and only ever grows by whole lines, and
 // the Python library ignores it: the meta file keeps exactly its seven
 // fields.
+//
+// The history outlives the data, on purpose: Clear and WithFresh empty the
+// journals but keep NAME_runs.jsonl and NAME_metrics.jsonl, because a
+// fresh run is still one of the job's runs (its counts start from zero).
+// Only `checkpoint reset` moves them, into its backup with the rest.
 
 // RunStatus is how a run ended, or that it has not.
 type RunStatus string
@@ -61,11 +67,13 @@ func WithParams(params any) Option {
 	return func(o *options) { o.params = params }
 }
 
-// runJournal is a journal whose lines count for a run: results count as
-// completed, errors as failed. Offset is its size when the run started,
-// where the run's own lines begin.
+// runJournal is a file whose records count for a run. For a journal, its
+// lines: results count as completed, errors as failed, and Offset is its
+// size when the run started, where the run's own lines begin. For a flow's
+// file (roleSteps), its steps: those that finished during the run count as
+// completed or failed by their latest outcome.
 type runJournal struct {
-	Role   string `json:"role"` // roleCompleted or roleFailed
+	Role   string `json:"role"` // roleCompleted, roleFailed or roleSteps
 	File   string `json:"file"` // base name, in the run's folder
 	Offset int64  `json:"offset"`
 }
@@ -73,11 +81,13 @@ type runJournal struct {
 const (
 	roleCompleted = "completed"
 	roleFailed    = "failed"
+	roleSteps     = "steps"
 )
 
-// runLine is one line of NAME_runs.jsonl: a start or an end.
+// runLine is one line of NAME_runs.jsonl: a start, an end, or between
+// them, journals that joined the run (a pipeline's steps, as they open).
 type runLine struct {
-	Event string    `json:"event"` // "start" or "end"
+	Event string    `json:"event"` // "start", "journals" or "end"
 	Run   string    `json:"run"`
 	Time  time.Time `json:"time"`
 
@@ -86,7 +96,7 @@ type runLine struct {
 	PID       int             `json:"pid,omitempty"`
 	GoVersion string          `json:"go,omitempty"`
 	Params    json.RawMessage `json:"params,omitempty"`
-	Journals  []runJournal    `json:"journals,omitempty"`
+	Journals  []runJournal    `json:"journals,omitempty"` // also of "journals"
 
 	// end
 	Status    RunStatus `json:"status,omitempty"`
@@ -102,13 +112,13 @@ type runLog struct {
 	dir, name string
 	id        string
 	start     time.Time
-	journals  []runJournal
 	log       *slog.Logger
 
-	mu      sync.Mutex // guards what follows: LogMetrics writes under it
-	metrics *os.File   // opened at the first LogMetrics
-	done    bool
-	bufs    sync.Pool // *[]byte, for building metrics lines
+	mu       sync.Mutex // guards what follows: LogMetrics writes under it
+	journals []runJournal
+	metrics  *os.File // opened at the first LogMetrics
+	done     bool
+	bufs     sync.Pool // *[]byte, for building metrics lines
 }
 
 func runsPath(dir, name string) string    { return filepath.Join(dir, name+"_runs.jsonl") }
@@ -148,8 +158,12 @@ func startRun(dir, name string, params json.RawMessage, journals []runJournal, l
 }
 
 // startRun is the runner's hook in Open: it starts the run with the
-// journals as loaded.
+// journals as loaded. An Open that only peeks (a pipeline's Summary of a
+// step not opened in this run) is no run.
 func (r *Runner[K, T]) startRun(o *options) error {
+	if o.ext.peek {
+		return nil
+	}
 	var params json.RawMessage
 	if o.params != nil {
 		b, err := json.Marshal(o.params)
@@ -170,6 +184,40 @@ func (r *Runner[K, T]) startRun(o *options) error {
 // microsecond, then random digits in case two runs start in the same one.
 func newRunID(t time.Time) string {
 	return fmt.Sprintf("%s-%04x", t.UTC().Format("20060102T150405.000000Z"), rand.Uint32()&0xffff)
+}
+
+// addJournals adds the journals of step, a run of a pipeline's step that
+// has just started, to those of rl, the pipeline's run, so that the items
+// the step saves count for the pipeline's run too. They are recorded in
+// the runs file at once, so that a crashed run's counts include them. A
+// journal already in the run keeps its first offset (a step closed and
+// opened again in one run).
+func (rl *runLog) addJournals(step *runLog) error {
+	if rl == nil || step == nil {
+		return nil
+	}
+	step.mu.Lock()
+	js := slices.Clone(step.journals)
+	step.mu.Unlock()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.done {
+		return ErrClosed
+	}
+	js = slices.DeleteFunc(js, func(j runJournal) bool {
+		return slices.ContainsFunc(rl.journals, func(k runJournal) bool { return k.File == j.File })
+	})
+	if len(js) == 0 {
+		return nil
+	}
+	err := appendRunLine(runsPath(rl.dir, rl.name), runLine{
+		Event: "journals", Run: rl.id, Time: time.Now().Truncate(time.Microsecond), Journals: js,
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: record the run's journals: %w", err)
+	}
+	rl.journals = append(rl.journals, js...)
+	return nil
 }
 
 // finish records the end of the run as finished, with the lines its
@@ -239,18 +287,53 @@ type runCounts struct {
 func countRun(dir string, since time.Time, journals []runJournal) runCounts {
 	var c runCounts
 	for _, j := range journals {
-		n, last := countJournalSince(filepath.Join(dir, j.File), j.Offset, since)
+		var n int
+		var last time.Time
 		switch j.Role {
 		case roleCompleted:
+			n, last = countJournalSince(filepath.Join(dir, j.File), j.Offset, since)
 			c.completed += n
 		case roleFailed:
+			n, last = countJournalSince(filepath.Join(dir, j.File), j.Offset, since)
 			c.failed += n
+		case roleSteps:
+			var done, failed int
+			done, failed, last = countStepsSince(filepath.Join(dir, j.File), since)
+			c.completed += done
+			c.failed += failed
 		}
 		if last.After(c.last) {
 			c.last = last
 		}
 	}
 	return c
+}
+
+// countStepsSince counts the steps of the flow file at path that finished
+// at or after since, by their latest outcome, and returns the latest time
+// one finished. A missing or unreadable file has none.
+func countStepsSince(path string, since time.Time) (done, failed int, last time.Time) {
+	f, err := readFlowFile(path)
+	if err != nil || f == nil {
+		return 0, 0, time.Time{}
+	}
+	for _, s := range f.Steps {
+		if s.Finished.IsZero() || s.Finished.Before(since) {
+			continue
+		}
+		switch s.Status {
+		case StepDone:
+			done++
+		case StepFailed:
+			failed++
+		default:
+			continue
+		}
+		if s.Finished.After(last) {
+			last = s.Finished
+		}
+	}
+	return done, failed, last
 }
 
 // countJournalSince returns the number of complete lines the journal at
@@ -339,25 +422,21 @@ func appendRunLine(path string, l runLine) error {
 // appendLine appends line, which ends in a newline, to the file at path in
 // one write and syncs it, after a newline if the file does not end in one.
 func appendLine(path string, line []byte) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
+	f, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if torn, err := endsTorn(f); err != nil {
+	if err == nil {
+		torn, err := endsTorn(f)
 		f.Close()
-		return err
-	} else if torn {
-		line = append([]byte{'\n'}, line...)
+		if err != nil {
+			return err
+		}
+		if torn {
+			line = append([]byte{'\n'}, line...)
+		}
 	}
-	if _, err := f.Write(line); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return appendSync(path, line) // store_jsonl.go
 }
 
 // endsTorn reports whether f is not empty and does not end in a newline.
@@ -393,23 +472,34 @@ func readRunLines(path string) ([]runLine, error) {
 	return lines, nil
 }
 
-// unfinishedRun returns the start line of the last run if it has no end.
-// Each Open ends the previous run before starting its own, so only the
-// last run can lack one.
+// unfinishedRun returns the start line of the last run if it has no end,
+// with the journals that joined the run later added to its own. Each Open
+// ends the previous run before starting its own, so only the last run can
+// lack one.
 func unfinishedRun(lines []runLine) *runLine {
+	var joined []runLine
 	for i := len(lines) - 1; i >= 0; i-- {
-		switch lines[i].Event {
+		switch l := lines[i]; l.Event {
 		case "end":
 			return nil
+		case "journals":
+			joined = append(joined, l)
 		case "start":
-			return &lines[i]
+			l.Journals = slices.Clone(l.Journals)
+			for _, j := range slices.Backward(joined) {
+				if j.Run == l.Run {
+					l.Journals = append(l.Journals, j.Journals...)
+				}
+			}
+			return &l
 		}
 	}
 	return nil
 }
 
 // ReadRuns returns the run history of the checkpoint name in dir, oldest
-// first, with each run's final metrics. It takes no lock and is safe while
+// first, with each run's final metrics. Runs before a Clear or WithFresh
+// are included: those keep the history. It takes no lock and is safe while
 // a run is under way: a run that has not ended shows as RunRunning while
 // its process lives, and as RunCrashed (with the counts derived from the
 // journals, as the next Open will record them) once it has died. A

@@ -3,13 +3,27 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 )
 
-// startOwnRun is the hook of flows and pipelines in NewFlow and
-// OpenPipeline: they record their runs in NAME_runs.jsonl like a Runner
-// (WithParams included), without journals of their own, so a run's counts
-// are zero; the runs of a pipeline's steps are in the steps' own files.
-func startOwnRun(o *options, dir, name string) (*runLog, error) {
+// startFlowRun is the hook of flows in NewFlow: a flow records its runs in
+// NAME_runs.jsonl like a Runner (WithParams included). Its counts are of
+// steps: those that finished during the run, done or failed, by their
+// latest outcome in NAME_flow.json (a step that failed and then succeeded
+// in one run counts once, as completed).
+func startFlowRun(o *options, dir, name string) (*runLog, error) {
+	return startOwnRun(o, dir, name, []runJournal{{Role: roleSteps, File: filepath.Base(flowPath(dir, name))}})
+}
+
+// startPipelineRun is the hook of pipelines in OpenPipeline. A pipeline has
+// no journals of its own: each step's journals join its run as the step
+// opens (see runLog.addJournals), so its counts are the items its steps
+// saved during the run. The steps' own runs are in the steps' files too.
+func startPipelineRun(o *options, dir, name string) (*runLog, error) {
+	return startOwnRun(o, dir, name, nil)
+}
+
+func startOwnRun(o *options, dir, name string, journals []runJournal) (*runLog, error) {
 	var params json.RawMessage
 	if o.params != nil {
 		b, err := json.Marshal(o.params)
@@ -18,5 +32,5 @@ func startOwnRun(o *options, dir, name string) (*runLog, error) {
 		}
 		params = b
 	}
-	return startRun(dir, name, params, nil, o.logger)
+	return startRun(dir, name, params, journals, o.logger)
 }

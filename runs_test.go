@@ -1,8 +1,6 @@
 package checkpoint_test
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,18 +158,7 @@ func TestRunsCrashedSIGKILL(t *testing.T) {
 	}
 	require.NoError(t, r.Close())
 
-	cmd := exec.Command(bin, dir, "job", "40", "3")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		_ = cmd.Wait()
-		t.Fatalf("runprog: %v: %s", err, stderr.String())
-	}
-	require.Equal(t, "ready\n", line)
+	cmd := startRunProg(t, bin, dir, "job", "40", "3") // runs_flow_test.go
 
 	runs, err := checkpoint.ReadRuns(dir, "job")
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -30,8 +31,10 @@ type FieldStats struct {
 // Summarize computes the count, mean, minimum, maximum and percentiles of
 // the number at field in the latest result of every completed key of the
 // checkpoint ref. field is a path of object fields and array indexes
-// separated by dots ("score", "usage.tokens", "scores.0"); "" is the result
-// itself. Results without a number there are counted in Missing.
+// separated by dots ("score", "usage.tokens", "scores.0"), which may start
+// with a dot as in jq (".score"); "" and "." are the result itself. A path
+// with an empty part fails with an error wrapping ErrBadField. Results
+// without a number there are counted in Missing.
 //
 // It reads ref without its lock (a job may be running) and streams the
 // results from disk: it holds the numbers (8 bytes each, for the exact
@@ -100,14 +103,20 @@ func percentile(sorted []float64, q float64) float64 {
 	return sorted[lo] + frac*(sorted[lo+1]-sorted[lo])
 }
 
-// parseFieldPath splits a dotted path; "" is the whole value.
+// ErrBadField is returned (wrapped) by Summarize for a field path that is
+// not one, such as "a..b".
+var ErrBadField = errors.New("bad field path")
+
+// parseFieldPath splits a dotted path, which may start with a dot as in jq;
+// "" and "." are the whole value.
 func parseFieldPath(field string) ([]string, error) {
+	field = strings.TrimPrefix(field, ".")
 	if field == "" {
 		return nil, nil
 	}
 	segs := strings.Split(field, ".")
 	if slices.Contains(segs, "") {
-		return nil, fmt.Errorf("checkpoint: field %q has an empty part", field)
+		return nil, fmt.Errorf("checkpoint: field %q has an empty part: %w", field, ErrBadField)
 	}
 	return segs, nil
 }

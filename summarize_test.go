@@ -87,6 +87,8 @@ func TestValueAt(t *testing.T) {
 		{`12`, "", 12, true},
 		{`[5]`, "0", 5, true},
 		{`{"a":1}`, "a.b", 0, false},
+		{`{"a":{"b":2}}`, ".a.b", 2, true}, // jq's leading dot
+		{`3.5`, ".", 3.5, true},
 	} {
 		path, err := parseFieldPath(tc.path)
 		require.NoError(t, err)
@@ -94,6 +96,15 @@ func TestValueAt(t *testing.T) {
 		assert.Equal(t, tc.ok, ok, "%s %s", tc.json, tc.path)
 		assert.Equal(t, tc.want, got, "%s %s", tc.json, tc.path)
 	}
+}
+
+func TestBadFieldPath(t *testing.T) {
+	for _, field := range []string{"a..b", "a.", "..", ".a."} {
+		_, err := parseFieldPath(field)
+		assert.ErrorIs(t, err, ErrBadField, field)
+	}
+	_, err := Summarize(context.Background(), Ref{Dir: "checkpoints", Name: "sample"}, "score..x")
+	assert.ErrorIs(t, err, ErrBadField)
 }
 
 // FuzzNumberAt holds the byte walker to what encoding/json finds at the
@@ -166,4 +177,27 @@ func hasDuplicateNames(doc string) bool {
 		}
 	}
 	return false
+}
+
+// TestRebaseRecord: scanAhead keeps a record parsed from the scanner's
+// buffer as slices of its own copy of the line, whichever parser read it
+// (the slow one returns memory of its own).
+func TestRebaseRecord(t *testing.T) {
+	for _, line := range []string{
+		`{"key": 7, "result": {"a": 1}, "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+		`{"key":"x","result":[1,2],"timestamp":"2026-01-02T03:04:05.000006+00:00"}`,
+		`{"result": 3, "key": "k", "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+		`{"key": 1, "result": {"key": 2}, "timestamp": "2026-01-02T03:04:05.000006+00:00"}`,
+	} {
+		buf := []byte(line)
+		rec, ok := parseRecord(buf)
+		require.True(t, ok, line)
+		want := record{key: bytes.Clone(rec.key), body: bytes.Clone(rec.body), ts: bytes.Clone(rec.ts), whole: rec.whole}
+		own := bytes.Clone(buf)
+		got := rebaseRecord(rec, buf, own)
+		for i := range buf {
+			buf[i] = '#' // the scanner reuses its buffer
+		}
+		assert.Equal(t, want, got, line)
+	}
 }

@@ -117,6 +117,7 @@ func subcommands() []func(*env) *cobra.Command {
 		newWatchCmd,
 		newCompareCmd,
 		newRunsCmd,
+		newSummarizeCmd,
 		newServeCmd,
 		newSnapshotsCmd,
 		newExportCmd,

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -109,13 +110,8 @@ func shownParams(p json.RawMessage) string {
 	if json.Unmarshal(p, &m) != nil {
 		return shownValue(p)
 	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	parts := make([]string, 0, len(names))
-	for _, k := range names {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, k+"="+shownValue(m[k]))
 	}
 	return strings.Join(parts, " ")
@@ -125,13 +121,8 @@ func shownMetrics(m map[string]float64) string {
 	if len(m) == 0 {
 		return "-"
 	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	parts := make([]string, 0, len(names))
-	for _, k := range names {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		parts = append(parts, fmt.Sprintf("%s=%s", k, shownFloat(&v)))
 	}
