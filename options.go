@@ -44,6 +44,8 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithFresh deletes the checkpoint's data at Open, so the run starts from zero.
+// The run history (NAME_runs.jsonl) and metrics are kept: a fresh run is still
+// part of the job's history. `checkpoint reset` moves those too.
 func WithFresh() Option {
 	return func(o *options) { o.fresh = true }
 }

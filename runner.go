@@ -337,8 +337,9 @@ func (r *Runner[K, T]) setErr(err error) {
 }
 
 // Clear deletes all data of this checkpoint: every result, error and the
-// meta. The runner stays open and usable, as if freshly created. Streams
-// from AllResults that are under way stop.
+// meta. The run history and metrics are kept (see WithFresh). The runner
+// stays open and usable, as if freshly created. Streams from AllResults that
+// are under way stop.
 func (r *Runner[K, T]) Clear() error {
 	if r.backend != nil {
 		return r.remoteClear()
