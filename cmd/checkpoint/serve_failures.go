@@ -55,25 +55,38 @@ func (s *fsSource) latestFailures(ctx context.Context, name string, fn func(chec
 }
 
 func (s *fsSource) Failures(ctx context.Context, name string) ([]failureGroup, error) {
-	groups := map[string]*failureGroup{}
+	groups := failureGroups{}
 	err := s.latestFailures(ctx, name, func(f checkpoint.Failure[string]) bool {
-		p := errorPattern(f.Error)
-		g := groups[p]
-		if g == nil {
-			g = &failureGroup{Pattern: p, Example: f.Error, SampleKeys: []json.RawMessage{}}
-			groups[p] = g
-		}
-		g.Count++
-		if len(g.SampleKeys) < 5 {
-			g.SampleKeys = append(g.SampleKeys, json.RawMessage(f.Key))
-		}
+		groups.add(json.RawMessage(f.Key), f.Error)
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]failureGroup, 0, len(groups))
-	for _, g := range groups {
+	return groups.sorted(), nil
+}
+
+// failureGroups gathers failures by errorPattern, as the web view lists
+// them: a count, the first message as an example and up to 5 sample keys.
+type failureGroups map[string]*failureGroup
+
+func (gs failureGroups) add(key json.RawMessage, msg string) {
+	p := errorPattern(msg)
+	g := gs[p]
+	if g == nil {
+		g = &failureGroup{Pattern: p, Example: msg, SampleKeys: []json.RawMessage{}}
+		gs[p] = g
+	}
+	g.Count++
+	if len(g.SampleKeys) < 5 {
+		g.SampleKeys = append(g.SampleKeys, key)
+	}
+}
+
+// sorted returns the groups, most frequent first.
+func (gs failureGroups) sorted() []failureGroup {
+	out := make([]failureGroup, 0, len(gs))
+	for _, g := range gs {
 		out = append(out, *g)
 	}
 	slices.SortFunc(out, func(a, b failureGroup) int {
@@ -82,7 +95,7 @@ func (s *fsSource) Failures(ctx context.Context, name string) ([]failureGroup, e
 		}
 		return strings.Compare(a.Pattern, b.Pattern)
 	})
-	return out, nil
+	return out
 }
 
 func (s *fsSource) FailureList(ctx context.Context, name, pattern string, limit int) ([]failure, error) {

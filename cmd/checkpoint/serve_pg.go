@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -135,34 +134,15 @@ func (s *pgSource) failures(ctx context.Context, name string, fn func(checkpoint
 }
 
 func (s *pgSource) Failures(ctx context.Context, name string) ([]failureGroup, error) {
-	groups := map[string]*failureGroup{}
+	groups := failureGroups{}
 	err := s.failures(ctx, name, func(f checkpoint.BackendFailure) bool {
-		p := errorPattern(f.Error)
-		g := groups[p]
-		if g == nil {
-			g = &failureGroup{Pattern: p, Example: f.Error, SampleKeys: []json.RawMessage{}}
-			groups[p] = g
-		}
-		g.Count++
-		if len(g.SampleKeys) < 5 {
-			g.SampleKeys = append(g.SampleKeys, json.RawMessage(f.Key))
-		}
+		groups.add(json.RawMessage(f.Key), f.Error)
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]failureGroup, 0, len(groups))
-	for _, g := range groups {
-		out = append(out, *g)
-	}
-	slices.SortFunc(out, func(a, b failureGroup) int {
-		if a.Count != b.Count {
-			return b.Count - a.Count
-		}
-		return strings.Compare(a.Pattern, b.Pattern)
-	})
-	return out, nil
+	return groups.sorted(), nil
 }
 
 func (s *pgSource) FailureList(ctx context.Context, name, pattern string, limit int) ([]failure, error) {
