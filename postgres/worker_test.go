@@ -25,8 +25,28 @@ import (
 //
 // Mode "process" runs Runner.Process with 16 workers (no A lines: the save
 // is inside Process); mode "iterate" runs 16 loops of IterateSeq on one
-// runner, each saving itself.
+// runner, each saving itself. Each mode runs its own share of the keys (see
+// runsKey).
 const workerEnv = "CHECKPOINT_PG_WORKER"
+
+// runsKey reports whether the workers of mode run key i. The keys go by
+// threes: i%3 == 0 is run by the iterate workers only, i%3 == 2 by the
+// process workers only, and i%3 == 1 by both, all along the run. Left to
+// compete for every key, the process workers, which claim thousands of keys
+// ahead and commit in the background, would take nearly all of them before
+// the iterate workers claim any, and the iterate workers' SaveResult calls
+// are the only acknowledged saves the fault test can check one by one: a
+// third of the keys are theirs alone, so that check covers at least that
+// many items, while the shared third keeps the two modes racing for keys.
+func runsKey(mode string, i int) bool {
+	switch i % 3 {
+	case 0:
+		return mode == "iterate"
+	case 2:
+		return mode == "process"
+	}
+	return true
+}
 
 type workerResult struct {
 	Pid   int   `json:"w"`
@@ -68,7 +88,7 @@ func workerMain() int {
 	defer r.Close()
 	items := func(yield func(int) bool) {
 		for i := range n {
-			if !yield(i) {
+			if runsKey(mode, i) && !yield(i) {
 				return
 			}
 		}
