@@ -43,9 +43,17 @@ func TestFaultsRealProcesses(t *testing.T) {
 		workers = 4
 		lease   = 2 * time.Second
 	)
-	items := 15000
+	// An item takes up to itemTime (a sleep). Under -race the workers run
+	// fewer items, and with items of up to 2 ms they were all done after
+	// 35 to 53 of the 100 SIGKILLs (and before the second restart of
+	// Postgres): items of up to 100 ms keep them busy through the faults at
+	// little CPU. FAULT_ITEM_TIME overrides it.
+	items, itemTime := 15000, 2*time.Millisecond
 	if raceOn {
-		items = 3000
+		items, itemTime = 3000, 100*time.Millisecond
+	}
+	if v, err := time.ParseDuration(os.Getenv("FAULT_ITEM_TIME")); err == nil {
+		itemTime = v
 	}
 	kills := faultKills
 	dir := t.TempDir()
@@ -59,7 +67,7 @@ func TestFaultsRealProcesses(t *testing.T) {
 		seq++
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), workerEnv+"="+mode, "PG_URL="+url, "ITEMS="+strconv.Itoa(items),
-			"LEASE="+lease.String(), fmt.Sprintf("LOG=%s/w%04d.log", dir, seq))
+			"LEASE="+lease.String(), "ITEM_TIME="+itemTime.String(), fmt.Sprintf("LOG=%s/w%04d.log", dir, seq))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

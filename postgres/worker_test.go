@@ -16,7 +16,8 @@ import (
 )
 
 // A worker is this test binary started again with workerEnv set: one
-// machine of the fault test. It runs the job over items 0..n-1 and logs to
+// machine of the fault test. It runs the job over its mode's share of the
+// items 0..n-1, each taking a random time up to ITEM_TIME, and logs to
 // its own file, one write per line:
 //
 //	S key pid t   fn started on key (t: wall clock, ns)
@@ -57,6 +58,8 @@ func workerMain() int {
 	url, mode := os.Getenv("PG_URL"), os.Getenv(workerEnv)
 	n, _ := strconv.Atoi(os.Getenv("ITEMS"))
 	lease, _ := time.ParseDuration(os.Getenv("LEASE"))
+	itemTime, _ := time.ParseDuration(os.Getenv("ITEM_TIME"))
+	itemTime = max(itemTime, time.Microsecond)
 	f, err := os.OpenFile(os.Getenv("LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -95,7 +98,7 @@ func workerMain() int {
 	}
 	work := func(i int) workerResult {
 		logf("S %d %d %d\n", i, pid, time.Now().UnixNano())
-		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		time.Sleep(rand.N(itemTime))
 		res := workerResult{pid, rand.Int64()}
 		logf("E %d %d %d %d\n", i, pid, time.Now().UnixNano(), res.Nonce)
 		return res
