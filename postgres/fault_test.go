@@ -26,7 +26,7 @@ import (
 // with pg_terminate_backend several times meanwhile, then lets the last
 // workers finish. Then: every item is completed exactly once (one row,
 // completed, one outcome), every acknowledged result is there and the
-// acknowledged results cover at least a quarter of the items, the stored
+// acknowledged results cover at least 3/10 of the items, the stored
 // result of every item is one a worker produced, no two live workers ran an
 // item at the same time, and the workers that were not killed got through
 // the restarts by themselves (exit status 0).
@@ -252,11 +252,13 @@ func TestFaultsRealProcesses(t *testing.T) {
 	// The check of acknowledged saves is only as strong as the number of
 	// items it covers. The iterate workers alone run a third of the keys
 	// (runsKey), each saved by a SaveResult that logs its acknowledgement
-	// unless a SIGKILL falls between its return and the log line: the
-	// acknowledged results checked must cover at least a quarter of the
-	// items (three quarters of that third), or the check is weak. The floor
-	// is the item count's, not runsKey's, so that it holds whatever the
-	// split of the keys.
+	// unless a SIGKILL falls between the commit and the log line (4 to 19
+	// of 1000 in 9 runs under -race): the acknowledged results checked
+	// must cover at least 3/10 of the items (nine tenths of that third), or
+	// the check is weak. The floor is the item count's, not runsKey's, so
+	// that it holds whatever the split of the keys: with every key shared,
+	// it failed (270 of 3000 items covered; 346, 423 and 791 in runs with
+	// items of up to 2 ms and up to 100 ms).
 	own := 0
 	for i := range items {
 		if !runsKey("process", i) {
@@ -269,7 +271,7 @@ func TestFaultsRealProcesses(t *testing.T) {
 			ownChecked++
 		}
 	}
-	floor := items / 4
+	floor := items * 3 / 10
 	busyKills := 0
 	for _, at := range killedAt {
 		if at < lastRun {
@@ -280,7 +282,7 @@ func TestFaultsRealProcesses(t *testing.T) {
 	t.Logf("%d acknowledged saves checked, covering %d items (%d of the %d only the iterate workers run; %d late saves dropped by the first-completion rule); %d items ran more than once (after a kill or an expired lease), %d at once on two workers",
 		acked, len(checked), ownChecked, own, drops, reruns, overlaps)
 	if len(checked) < floor {
-		t.Fatalf("the acknowledged results checked cover %d items, want at least %d (a quarter of the %d items): the check of acknowledged saves is weak",
+		t.Fatalf("the acknowledged results checked cover %d items, want at least %d (3/10 of the %d items): the check of acknowledged saves is weak",
 			len(checked), floor, items)
 	}
 }
