@@ -16,7 +16,8 @@ import (
 )
 
 // A worker is this test binary started again with workerEnv set: one
-// machine of the fault test. It runs the job over items 0..n-1 and logs to
+// machine of the fault test. It runs the job over its mode's share of the
+// items 0..n-1, each taking a random time up to ITEM_TIME, and logs to
 // its own file, one write per line:
 //
 //	S key pid t   fn started on key (t: wall clock, ns)
@@ -25,8 +26,28 @@ import (
 //
 // Mode "process" runs Runner.Process with 16 workers (no A lines: the save
 // is inside Process); mode "iterate" runs 16 loops of IterateSeq on one
-// runner, each saving itself.
+// runner, each saving itself. Each mode runs its own share of the keys (see
+// runsKey).
 const workerEnv = "CHECKPOINT_PG_WORKER"
+
+// runsKey reports whether the workers of mode run key i. The keys go by
+// threes: i%3 == 0 is run by the iterate workers only, i%3 == 2 by the
+// process workers only, and i%3 == 1 by both, all along the run. Left to
+// compete for every key, the process workers, which claim thousands of keys
+// ahead and commit in the background, would take nearly all of them before
+// the iterate workers claim any, and the iterate workers' SaveResult calls
+// are the only acknowledged saves the fault test can check one by one: a
+// third of the keys are theirs alone, so that check covers at least that
+// many items, while the shared third keeps the two modes racing for keys.
+func runsKey(mode string, i int) bool {
+	switch i % 3 {
+	case 0:
+		return mode == "iterate"
+	case 2:
+		return mode == "process"
+	}
+	return true
+}
 
 type workerResult struct {
 	Pid   int   `json:"w"`
@@ -37,6 +58,8 @@ func workerMain() int {
 	url, mode := os.Getenv("PG_URL"), os.Getenv(workerEnv)
 	n, _ := strconv.Atoi(os.Getenv("ITEMS"))
 	lease, _ := time.ParseDuration(os.Getenv("LEASE"))
+	itemTime, _ := time.ParseDuration(os.Getenv("ITEM_TIME"))
+	itemTime = max(itemTime, time.Microsecond)
 	f, err := os.OpenFile(os.Getenv("LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -68,14 +91,14 @@ func workerMain() int {
 	defer r.Close()
 	items := func(yield func(int) bool) {
 		for i := range n {
-			if !yield(i) {
+			if runsKey(mode, i) && !yield(i) {
 				return
 			}
 		}
 	}
 	work := func(i int) workerResult {
 		logf("S %d %d %d\n", i, pid, time.Now().UnixNano())
-		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		time.Sleep(rand.N(itemTime))
 		res := workerResult{pid, rand.Int64()}
 		logf("E %d %d %d %d\n", i, pid, time.Now().UnixNano(), res.Nonce)
 		return res
