@@ -388,7 +388,9 @@ func (x *index[K]) doneAhead(keys []K, hs *[prefetchLen]uint64, c *cursor) uint6
 // prefetchLen is the number of keys in a batch read ahead: with two
 // batches in flight, enough misses to keep the memory system busy, few
 // enough to stay in the L1 cache. At most 64 (a bit per key in doneAhead).
-const prefetchLen = 32
+// 64 against 32, alternating runs of BenchmarkIterateShuffledVsMap at 10M
+// keys: ratio to the map loop 1.02 and 0.85 against 0.71 and 0.74.
+const prefetchLen = 64
 
 // upsert returns a pointer to k's slot, adding k if it is absent. A new
 // key's slot is 0, which no stored key has (see slot): the caller must set
