@@ -620,3 +620,64 @@ func BenchmarkIterateShuffledVsMap(b *testing.B) {
 	b.ReportMetric(float64(n)*float64(len(ratios))/itTime.Seconds(), "iterate-items/s")
 	b.ReportMetric(float64(n)*float64(len(ratios))/mapTime.Seconds(), "map-items/s")
 }
+
+// TestIterateReadAheadOrders: items that switch between shuffled stretches
+// (the read-ahead pipeline of keyAhead) and stretches in save order (the
+// cursor, once the batches read ahead are used up) are yielded exactly as a
+// plain loop over a map of the completed keys would yield them, each key
+// once although the loop saves every yielded key, with keyFn called once
+// per item.
+func TestIterateReadAheadOrders(t *testing.T) {
+	const n = 20 * prefetchLen
+	tests := []struct {
+		name   string
+		stages []bool // per stretch of n/4 keys: shuffled or in order
+	}{
+		{"shuffled then in order", []bool{true, true, false, false}},
+		{"in order then shuffled", []bool{false, false, true, true}},
+		{"alternating", []bool{true, false, true, false}},
+		{"all shuffled", []bool{true, true, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := openQuiet[int, int](t, t.TempDir(), "orders")
+			defer r.Close()
+			done := map[int]bool{}
+			for i := range n {
+				if i%3 != 0 {
+					require.NoError(t, r.SaveResult(i, "done"))
+					done[i] = true
+				}
+			}
+			rng := rand.New(rand.NewPCG(7, 8))
+			var items []int
+			for s, shuffled := range tt.stages {
+				part := make([]int, 0, n/4)
+				for i := s * n / 4; i < (s+1)*n/4; i++ {
+					part = append(part, i)
+				}
+				if shuffled {
+					rng.Shuffle(len(part), func(i, j int) { part[i], part[j] = part[j], part[i] })
+				}
+				items = append(items, part...)
+			}
+			items = append(items, items[:n/8]...) // duplicates of the first stretch
+			var want []int
+			for _, it := range items {
+				if !done[it] {
+					want = append(want, it)
+					done[it] = true
+				}
+			}
+			calls := 0
+			var got []int
+			for it := range r.Iterate(items, func(v int) int { calls++; return v }) {
+				got = append(got, it)
+				require.NoError(t, r.SaveResult(it, "now"))
+			}
+			require.NoError(t, r.Err())
+			assert.Equal(t, want, got)
+			assert.Equal(t, len(items), calls, "keyFn once per item")
+		})
+	}
+}
