@@ -188,3 +188,11 @@ type keyDiff struct {
 	A   json.RawMessage `json:"a"`
 	B   json.RawMessage `json:"b"`
 }
+
+// timeOrNil is t as an optional JSON time: nil (null) when t is unknown.
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

@@ -102,12 +102,7 @@ func (s *fsSource) FailureList(ctx context.Context, name, pattern string, limit 
 	out := []failure{}
 	err := s.latestFailures(ctx, name, func(f checkpoint.Failure[string]) bool {
 		if pattern == "" || errorPattern(f.Error) == pattern {
-			fl := failure{Key: json.RawMessage(f.Key), Error: f.Error, Attempts: f.Attempts}
-			if !f.Time.IsZero() {
-				t := f.Time
-				fl.Time = &t
-			}
-			out = append(out, fl)
+			out = append(out, failure{Key: json.RawMessage(f.Key), Error: f.Error, Attempts: f.Attempts, Time: timeOrNil(f.Time)})
 		}
 		return len(out) < limit
 	})

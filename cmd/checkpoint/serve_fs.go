@@ -180,14 +180,7 @@ func (s *fsSource) Experiment(ctx context.Context, name string) (experimentDetai
 func runOf(r checkpoint.Run) runInfo {
 	ri := runInfo{ID: r.ID, Ended: string(r.Status), Completed: int64(r.Completed), Failed: int64(r.Failed),
 		Rate: r.Rate, Params: paramsOf(r.Params), Metrics: r.Metrics}
-	if !r.Start.IsZero() {
-		t := r.Start
-		ri.Start = &t
-	}
-	if !r.End.IsZero() {
-		t := r.End
-		ri.End = &t
-	}
+	ri.Start, ri.End = timeOrNil(r.Start), timeOrNil(r.End)
 	return ri
 }
 
@@ -349,14 +342,7 @@ func (s *fsSource) makeRow(name string) experimentRow {
 	for _, f := range in.SideFiles {
 		r.SideFiles = append(r.SideFiles, filepath.Base(f))
 	}
-	if !in.StartedAt.IsZero() {
-		t := in.StartedAt
-		r.StartedAt = &t
-	}
-	if !in.LastUpdated.IsZero() {
-		t := in.LastUpdated
-		r.LastUpdated = &t
-	}
+	r.StartedAt, r.LastUpdated = timeOrNil(in.StartedAt), timeOrNil(in.LastUpdated)
 	if r.Running {
 		r.Rate = in.Rate
 		if left := r.Total - r.Completed - r.Failed; r.Total > 0 && left > 0 && r.Rate > 0 {

@@ -59,14 +59,7 @@ func (s *pgSource) Close() error {
 func rowOf(sum postgres.Summary) experimentRow {
 	r := experimentRow{Name: sum.Name, Kind: "checkpoint", Running: sum.Running(),
 		Completed: sum.Completed, Failed: sum.Failed, SizeBytes: sum.Bytes}
-	if !sum.Created.IsZero() {
-		t := sum.Created
-		r.StartedAt = &t
-	}
-	if !sum.LastUpdated.IsZero() {
-		t := sum.LastUpdated
-		r.LastUpdated = &t
-	}
+	r.StartedAt, r.LastUpdated = timeOrNil(sum.Created), timeOrNil(sum.LastUpdated)
 	if r.Running {
 		r.Rate = sum.Rate()
 	}
