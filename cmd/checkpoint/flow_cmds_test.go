@@ -39,8 +39,17 @@ func TestHelperHoldFlow(t *testing.T) {
 // and returns a function that ends it.
 func holdFlow(t *testing.T, dir string) (release func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldFlow$")
-	cmd.Env = append(os.Environ(), "CHECKPOINT_HOLD_FLOW_DIR="+dir)
+	return holdInChild(t, "TestHelperHoldFlow", "CHECKPOINT_HOLD_FLOW_DIR", dir)
+}
+
+// holdInChild re-runs this test binary as a second process running only
+// the helper test named, with env=dir, waits until it says "holding", and
+// returns a function that closes its stdin (its signal to let go) and waits
+// for it. Cleanup calls release too.
+func holdInChild(t *testing.T, helper, env, dir string) (release func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()

@@ -324,20 +324,7 @@ func TestHelperHoldLock(t *testing.T) {
 
 func TestHeldByRunningJob(t *testing.T) {
 	dir := sampleDir(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldLock$")
-	cmd.Env = append(os.Environ(), "CHECKPOINT_HOLD_DIR="+dir)
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	defer func() {
-		stdin.Close()
-		cmd.Wait()
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err)
-	require.Equal(t, "holding\n", line)
+	defer holdInChild(t, "TestHelperHoldLock", "CHECKPOINT_HOLD_DIR", dir)()
 	before := snapshot(t, dir)
 
 	// Reading commands work and see the job.
