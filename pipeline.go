@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -164,6 +165,66 @@ func removeFiles(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// pipelineFiles are the files of the pipeline called name in dir, if there
+// is one: its steps file, and each step's data files, run history and
+// metrics, for Reset.
+func pipelineFiles(dir, name string) ([]string, error) {
+	path := filepath.Join(dir, name+"_pipeline.json")
+	steps, err := readPipelineFile(path)
+	if err != nil || steps == nil {
+		return nil, err
+	}
+	files := []string{path}
+	for _, s := range steps {
+		if checkStep(s) != nil {
+			continue // not a name this library wrote: not a path to touch
+		}
+		step := name + "." + s
+		files = append(files, runnerFiles(dir, step)...)
+		files = append(files, runsPath(dir, step), metricsPath(dir, step))
+	}
+	return files, nil
+}
+
+// pipelineLocks returns the lock files that may guard the checkpoint called
+// name as a pipeline's step. A step takes no lock of its own (one lock per
+// pipeline), so a change of the step alone (Retry, Forget, Compact, Reset)
+// must also take the lock of the pipeline it may belong to: each name
+// before a dot of name ("a" and "a.b" for "a.b.c") whose lock file exists.
+// That is a superset on purpose: whether a step is listed in the pipeline's
+// file is decided by the pipeline after it opens the step, too late to
+// rely on, and a lock file is there from OpenPipeline on.
+func pipelineLocks(dir, name string) []string {
+	var locks []string
+	for i, c := range name {
+		if c != '.' || i == 0 {
+			continue
+		}
+		p := filepath.Join(dir, name[:i]+".lock")
+		if _, err := os.Stat(p); err == nil {
+			locks = append(locks, p)
+		}
+	}
+	return locks
+}
+
+// stepRunning reports whether the checkpoint called name is a step of a
+// pipeline that is running now: one listed in a pipeline's file, whose lock
+// a process holds.
+func stepRunning(dir, name string) (bool, error) {
+	for _, lock := range pipelineLocks(dir, name) {
+		pipe := strings.TrimSuffix(filepath.Base(lock), ".lock")
+		steps, err := readPipelineFile(filepath.Join(dir, pipe+"_pipeline.json"))
+		if err != nil || !slices.Contains(steps, name[len(pipe)+1:]) {
+			continue
+		}
+		if held, err := lockHeld(lock); held || err != nil {
+			return held, err
+		}
+	}
+	return false, nil
 }
 
 func readPipelineFile(path string) ([]string, error) {
