@@ -384,6 +384,10 @@ func (p *Pipeline[K]) ResetStep(step string) (string, error) {
 // Reset moves the files of every step, and the order of the steps, into a
 // new backup folder <dir>/<name>.bak-<time>/. No step may be open in this
 // run. It returns the backup folder ("" if there were no files).
+//
+// The pipeline's run history (NAME_runs.jsonl, NAME_metrics.jsonl) stays,
+// as it does through Clear and WithFresh: this run is still recorded there.
+// `checkpoint reset NAME`, run when no job holds the lock, moves it too.
 func (p *Pipeline[K]) Reset() (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
