@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -305,6 +306,25 @@ func (p *Pipeline[K]) Steps() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.steps)
+}
+
+// ReadPipelineSteps returns the steps of the pipeline called name in dir,
+// in the order they were first opened, without taking its lock: it is for
+// tools that look at a pipeline while it may be running. Each step is a
+// checkpoint called name.step, which Inspect reads. The error wraps
+// fs.ErrNotExist if there is no such pipeline.
+func ReadPipelineSteps(dir, name string) ([]string, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	steps, err := readPipelineFile(filepath.Join(dir, name+"_pipeline.json"))
+	if err != nil {
+		return nil, err
+	}
+	if steps == nil {
+		return nil, fmt.Errorf("checkpoint: no pipeline %q in %s: %w", name, dir, fs.ErrNotExist)
+	}
+	return steps, nil
 }
 
 // Summary returns how far each step has come, in the order of Steps. A step
