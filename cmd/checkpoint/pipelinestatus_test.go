@@ -72,6 +72,9 @@ func TestStatusOfPipeline(t *testing.T) {
 		require.Regexp(t, `label\s+1\s+2\s`, out)
 	}
 	check(true) // the pipeline holds its lock
+	code, _, errOut := runCmd(t, "retry", "docs.label", "--all", "--dir", dir)
+	require.Equal(t, 1, code, "retry of a step while its pipeline runs")
+	require.Contains(t, errOut, `pipeline "docs"`)
 	require.NoError(t, p.Close())
 	check(false)
 
