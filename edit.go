@@ -77,14 +77,24 @@ func Forget(dir, name string, keys ...string) (n int, err error) {
 
 // Reset moves all the files of name but its lock (journals, meta, repair
 // side files, in-flight slots and crash counts, run history and metrics, and
-// a flow of the same name with its snapshots) into a new folder
+// a flow of the same name with its snapshots, a pipeline of the same name
+// with all its steps) into a new folder
 // dir/name.bak-<timestamp>/, whose path it returns, so the next run starts
 // from zero, crash counts included, with nothing destroyed: the old runs
 // stay readable in the backup. With backup false it deletes them instead,
 // and returns "". A name that is only a flow (no journals) is reset too.
 func Reset(dir, name string, backup bool) (bak string, err error) {
-	files := func(e *editor) []string { return append(e.files(), e.path(".renames")) }
+	files := func(e *editor) []string {
+		// Whether the name exists, before the lock: a damaged steps file
+		// still counts, and is reported below.
+		e.pipeline, _ = pipelineFiles(dir, name)
+		return append(e.files(), e.path(".renames"), e.path("_pipeline.json"))
+	}
 	err = editOf(dir, name, files, func(e *editor) error {
+		// Under the lock, no pipeline adds a step meanwhile.
+		if e.pipeline, err = pipelineFiles(dir, name); err != nil {
+			return fmt.Errorf("checkpoint: reset: %w", err)
+		}
 		paths := e.files()
 		if backup {
 			bak, err = backupFiles(dir, name, paths)
@@ -109,18 +119,21 @@ type editor struct {
 	dir, name         string
 	results, errors   *journal
 	ix                keyIndex
-	completed, failed int  // after the change
-	sameState         bool // Compact: the meta's last update stays
+	pipeline          []string // Reset: the files of a pipeline of the name
+	completed, failed int      // after the change
+	sameState         bool     // Compact: the meta's last update stays
 	// records in each journal, as loaded
 	resRecords, errRecords int
 }
 
 func (e *editor) path(suffix string) string { return filepath.Join(e.dir, e.name+suffix) }
 
-// files are all the files of the name but its lock, for Reset. A flow of
-// the same name shares the lock (flow.go), so its files move too.
+// files are all the files of the name but its lock, for Reset. A flow or a
+// pipeline of the same name shares the lock (flow.go, pipeline.go), so its
+// files move too.
 func (e *editor) files() []string {
-	return append(runnerFiles(e.dir, e.name), runsPath(e.dir, e.name), metricsPath(e.dir, e.name),
+	files := append(runnerFiles(e.dir, e.name), e.pipeline...)
+	return append(files, runsPath(e.dir, e.name), metricsPath(e.dir, e.name),
 		flowPath(e.dir, e.name), flowMarkerPath(e.dir, e.name), flowSnapsDir(e.dir, e.name))
 }
 
@@ -161,6 +174,17 @@ func editOf(dir, name string, files func(*editor) []string, change func(*editor)
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	defer lock.Close()
+	for _, p := range pipelineLocks(dir, name) {
+		pipe := strings.TrimSuffix(filepath.Base(p), ".lock")
+		l, err := lockFile(p)
+		if err != nil {
+			if errors.Is(err, ErrLocked) {
+				return fmt.Errorf("checkpoint: %q in %s may be a step of pipeline %q, which a running job holds; try again when it ends: %w", name, dir, pipe, ErrLocked)
+			}
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		defer l.Close()
+	}
 	log := slog.New(slog.DiscardHandler)
 	if err := finishRenames(dir, name, log); err != nil {
 		return err

@@ -152,6 +152,9 @@ func (v *View) load(text bool) error {
 		in.Rate = float64(n) / max(secs, 1)
 	}
 	in.Running, err = lockHeld(filepath.Join(dir, name+".lock"))
+	if err == nil && !in.Running {
+		in.Running, err = stepRunning(dir, name) // a step runs under its pipeline's lock
+	}
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -166,6 +168,66 @@ func removeFiles(paths []string) error {
 	return nil
 }
 
+// pipelineFiles are the files of the pipeline called name in dir, if there
+// is one: its steps file, and each step's data files, run history and
+// metrics, for Reset.
+func pipelineFiles(dir, name string) ([]string, error) {
+	path := filepath.Join(dir, name+"_pipeline.json")
+	steps, err := readPipelineFile(path)
+	if err != nil || steps == nil {
+		return nil, err
+	}
+	files := []string{path}
+	for _, s := range steps {
+		if checkStep(s) != nil {
+			continue // not a name this library wrote: not a path to touch
+		}
+		step := name + "." + s
+		files = append(files, runnerFiles(dir, step)...)
+		files = append(files, runsPath(dir, step), metricsPath(dir, step))
+	}
+	return files, nil
+}
+
+// pipelineLocks returns the lock files that may guard the checkpoint called
+// name as a pipeline's step. A step takes no lock of its own (one lock per
+// pipeline), so a change of the step alone (Retry, Forget, Compact, Reset)
+// must also take the lock of the pipeline it may belong to: each name
+// before a dot of name ("a" and "a.b" for "a.b.c") whose lock file exists.
+// That is a superset on purpose: whether a step is listed in the pipeline's
+// file is decided by the pipeline after it opens the step, too late to
+// rely on, and a lock file is there from OpenPipeline on.
+func pipelineLocks(dir, name string) []string {
+	var locks []string
+	for i, c := range name {
+		if c != '.' || i == 0 {
+			continue
+		}
+		p := filepath.Join(dir, name[:i]+".lock")
+		if _, err := os.Stat(p); err == nil {
+			locks = append(locks, p)
+		}
+	}
+	return locks
+}
+
+// stepRunning reports whether the checkpoint called name is a step of a
+// pipeline that is running now: one listed in a pipeline's file, whose lock
+// a process holds.
+func stepRunning(dir, name string) (bool, error) {
+	for _, lock := range pipelineLocks(dir, name) {
+		pipe := strings.TrimSuffix(filepath.Base(lock), ".lock")
+		steps, err := readPipelineFile(filepath.Join(dir, pipe+"_pipeline.json"))
+		if err != nil || !slices.Contains(steps, name[len(pipe)+1:]) {
+			continue
+		}
+		if held, err := lockHeld(lock); held || err != nil {
+			return held, err
+		}
+	}
+	return false, nil
+}
+
 func readPipelineFile(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -246,6 +308,25 @@ func (p *Pipeline[K]) Steps() []string {
 	return slices.Clone(p.steps)
 }
 
+// ReadPipelineSteps returns the steps of the pipeline called name in dir,
+// in the order they were first opened, without taking its lock: it is for
+// tools that look at a pipeline while it may be running. Each step is a
+// checkpoint called name.step, which Inspect reads. The error wraps
+// fs.ErrNotExist if there is no such pipeline.
+func ReadPipelineSteps(dir, name string) ([]string, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	steps, err := readPipelineFile(filepath.Join(dir, name+"_pipeline.json"))
+	if err != nil {
+		return nil, err
+	}
+	if steps == nil {
+		return nil, fmt.Errorf("checkpoint: no pipeline %q in %s: %w", name, dir, fs.ErrNotExist)
+	}
+	return steps, nil
+}
+
 // Summary returns how far each step has come, in the order of Steps. A step
 // opened in this run is summed up from its Runner; another one is counted
 // from its files, which reads them as Open does.
@@ -323,6 +404,10 @@ func (p *Pipeline[K]) ResetStep(step string) (string, error) {
 // Reset moves the files of every step, and the order of the steps, into a
 // new backup folder <dir>/<name>.bak-<time>/. No step may be open in this
 // run. It returns the backup folder ("" if there were no files).
+//
+// The pipeline's run history (NAME_runs.jsonl, NAME_metrics.jsonl) stays,
+// as it does through Clear and WithFresh: this run is still recorded there.
+// `checkpoint reset NAME`, run when no job holds the lock, moves it too.
 func (p *Pipeline[K]) Reset() (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -109,3 +109,94 @@ func TestResetFlowOnlyName(t *testing.T) {
 		})
 	}
 }
+
+// pipelineFixture makes a closed pipeline "pipe" of two steps, each with a
+// result and an error, and returns the names of their files.
+func pipelineFixture(t *testing.T, dir string) []string {
+	t.Helper()
+	p, err := checkpoint.OpenPipeline[int]("pipe", checkpoint.WithDir(dir), quiet)
+	require.NoError(t, err)
+	for _, step := range []string{"fetch", "label"} {
+		r, err := checkpoint.PipelineStep[int, string](p, step)
+		require.NoError(t, err)
+		require.NoError(t, r.SaveResult(1, "one"))
+		require.NoError(t, r.SaveError(2, os.ErrInvalid))
+	}
+	require.NoError(t, p.Close())
+	names := []string{"pipe_pipeline.json", "pipe_runs.jsonl"}
+	for _, step := range []string{"pipe.fetch", "pipe.label"} {
+		names = append(names, step+"_results.jsonl", step+"_errors.jsonl", step+"_meta.json")
+	}
+	for _, n := range names {
+		_, err := os.Lstat(filepath.Join(dir, n))
+		require.NoError(t, err, "fixture lacks %s", n)
+	}
+	return names
+}
+
+// Reset of a pipeline's name moves every step's files and the order of the
+// steps, not only the files of a checkpoint of that name (it had moved
+// pipe_runs.jsonl alone and said it had reset the pipeline).
+func TestResetPipeline(t *testing.T) {
+	for _, backup := range []bool{true, false} {
+		t.Run(map[bool]string{true: "backup", false: "delete"}[backup], func(t *testing.T) {
+			dir := t.TempDir()
+			names := pipelineFixture(t, dir)
+			bak, err := checkpoint.Reset(dir, "pipe", backup)
+			require.NoError(t, err)
+			for _, n := range names {
+				_, err := os.Lstat(filepath.Join(dir, n))
+				require.ErrorIs(t, err, os.ErrNotExist, "%s left behind by reset", n)
+				if backup {
+					_, err := os.Lstat(filepath.Join(bak, n))
+					require.NoError(t, err, "%s not in the backup", n)
+				}
+			}
+			p, err := checkpoint.OpenPipeline[int]("pipe", checkpoint.WithDir(dir), quiet)
+			require.NoError(t, err)
+			defer p.Close()
+			require.Empty(t, p.Steps(), "the next run starts with no steps")
+			r, err := checkpoint.PipelineStep[int, string](p, "fetch")
+			require.NoError(t, err)
+			completed, _ := r.Progress()
+			require.Zero(t, completed, "the step starts from zero")
+			require.Empty(t, r.AllErrors(), "the step starts from zero")
+		})
+	}
+}
+
+// A pipeline's step holds a lock of its own name while it is open, so that
+// a change of the step alone (retry, forget, compact, reset) is refused
+// while the pipeline runs, instead of rewriting journals a live runner
+// appends to.
+func TestPipelineStepLocksItsName(t *testing.T) {
+	dir := t.TempDir()
+	pipelineFixture(t, dir)
+	p, err := checkpoint.OpenPipeline[int]("pipe", checkpoint.WithDir(dir), quiet)
+	require.NoError(t, err)
+	r, err := checkpoint.PipelineStep[int, string](p, "fetch")
+	require.NoError(t, err)
+	changes := map[string]func() error{
+		"retry": func() error {
+			_, err := checkpoint.Retry(dir, "pipe.fetch", func(checkpoint.Failure[string]) bool { return true })
+			return err
+		},
+		"forget":         func() error { _, err := checkpoint.Forget(dir, "pipe.fetch", "1"); return err },
+		"compact":        func() error { _, _, err := checkpoint.Compact(dir, "pipe.fetch"); return err },
+		"reset":          func() error { _, err := checkpoint.Reset(dir, "pipe.fetch", true); return err },
+		"reset pipeline": func() error { _, err := checkpoint.Reset(dir, "pipe", true); return err },
+	}
+	for name, change := range changes {
+		require.ErrorIs(t, change(), checkpoint.ErrLocked, "%s of a step while its pipeline runs", name)
+	}
+	v, err := checkpoint.Inspect(dir, "pipe.fetch")
+	require.NoError(t, err)
+	require.True(t, v.Info().Running, "a step is shown running while open")
+	require.NoError(t, v.Close())
+	require.NoError(t, r.SaveResult(3, "three"))
+	require.NoError(t, p.Close())
+
+	n, err := checkpoint.Retry(dir, "pipe.fetch", func(checkpoint.Failure[string]) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "once the pipeline is closed, the step can be changed")
+}

@@ -267,6 +267,9 @@ func TestServeBrowser(t *testing.T) {
 	firstKey := eval[string](b, `document.querySelector('#results tbody td.key').textContent`)
 	b.click(`#results-next`)
 	b.wait("page 2", `document.querySelector('#results-info').textContent.startsWith('Page 2')`)
+	if info := eval[string](b, `document.querySelector('#results-info').textContent`); !strings.Contains(info, "read to byte") {
+		t.Errorf("a folder's results pager says %q, want a byte position", info)
+	}
 	if k := eval[string](b, `document.querySelector('#results tbody td.key').textContent`); k == firstKey {
 		t.Errorf("page 2 starts with the same key %s", k)
 	}

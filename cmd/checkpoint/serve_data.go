@@ -135,14 +135,22 @@ type resultItem struct {
 
 // A resultsPage is Limit lines of the results journal from Cursor. Next is
 // the cursor of the following page (-1 at the end); ScannedTo tells how far
-// a search got when it stopped at its read budget.
+// a search got when it stopped at its read budget. Unit says what Cursor,
+// Size and ScannedTo count: "bytes" of a folder's journal, or "results" of
+// a database's rows, so the page can say which.
 type resultsPage struct {
 	Items     []resultItem `json:"items"`
 	Cursor    int64        `json:"cursor"`
 	Next      int64        `json:"next"`
 	Size      int64        `json:"size"`
 	ScannedTo int64        `json:"scanned_to"`
+	Unit      string       `json:"unit"`
 }
+
+const (
+	unitBytes   = "bytes"
+	unitResults = "results"
+)
 
 type comparison struct {
 	Names   []string                   `json:"names"`

@@ -25,7 +25,7 @@ func (s *fsSource) Results(ctx context.Context, name string, q resultsQuery) (re
 	if err := s.exists(name); err != nil {
 		return resultsPage{}, err
 	}
-	page := resultsPage{Items: []resultItem{}, Cursor: q.Cursor, Next: -1}
+	page := resultsPage{Items: []resultItem{}, Cursor: q.Cursor, Next: -1, Unit: unitBytes}
 	f, err := s.root.Open(name + resultsSuffix)
 	if err != nil {
 		return page, nil // no results yet

@@ -160,7 +160,7 @@ func (s *pgSource) Results(ctx context.Context, name string, q resultsQuery) (re
 		limit = 50
 	}
 	from := max(q.Cursor, 0)
-	page := resultsPage{Items: []resultItem{}, Cursor: from, Next: -1}
+	page := resultsPage{Items: []resultItem{}, Cursor: from, Next: -1, Unit: unitResults}
 	n := int64(0)
 	err := s.r.Results(ctx, name, postgres.ResultQuery{Offset: int(from), Limit: limit + 1, Search: q.Search, ByKey: true},
 		func(r postgres.Result) error {

@@ -388,6 +388,9 @@ func TestServeResultsPages(t *testing.T) {
 	if len(p.Items) != 1 || string(p.Items[0].Key) != `"1"` || p.Cursor == 5 {
 		t.Errorf("cursor 5: %s", body)
 	}
+	if p.Unit != unitBytes {
+		t.Errorf("a folder's cursor counts %q, want bytes: %s", p.Unit, body)
+	}
 	// Search: only matching lines, and it goes on from where it stopped.
 	_, body = getURL(t, srv.URL+"/api/experiments/history/results?q=%22tokens%22%3A%20349&limit=50")
 	p = resultsPage{}

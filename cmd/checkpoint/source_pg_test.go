@@ -450,6 +450,7 @@ func TestPostgresServe(t *testing.T) {
 			break
 		}
 		assert.Equal(t, int64(4), p.Size)
+		assert.Equal(t, unitResults, p.Unit, "a database's cursor counts rows")
 		cursor = p.Next
 	}
 	assert.Equal(t, []string{`"1"`, `"2"`, `"3"`, `"4"`}, keys)

@@ -64,10 +64,12 @@ func newStatusCmd(e *env) *cobra.Command {
 started and was last updated, the rate of records over the last minute and
 an ETA while a job runs, whether a job holds its lock, side files left by
 repairs, and how much of each file is superseded lines (which compact
-removes). It never takes the lock.`,
+removes). For a flow it lists the steps; for a pipeline, each step's counts
+(each step is a checkpoint NAME.STEP). It never takes the lock.`,
 		Example: `  checkpoint status sample --dir checkpoints
   checkpoint status sample --max-attempts 3    # also count keys out of attempts
-  checkpoint status sample --json | jq .completed`,
+  checkpoint status sample --json | jq .completed
+  checkpoint status docs                       # a pipeline: one row per step`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if maxAttempts < 0 {
@@ -84,6 +86,11 @@ removes). It never takes the lock.`,
 			v, err := checkpoint.Inspect(e.dir, args[0])
 			if isFlow && errors.Is(err, checkpoint.ErrNoCheckpoint) {
 				return printFlowOnly(e, args[0], steps, asJSON)
+			}
+			if errors.Is(err, checkpoint.ErrNoCheckpoint) {
+				if pipe, perr := checkpoint.ReadPipelineSteps(e.dir, args[0]); perr == nil {
+					return printPipeline(e, args[0], pipe, asJSON)
+				}
 			}
 			if err != nil {
 				return e.explain(args[0], err)

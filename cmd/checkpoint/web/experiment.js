@@ -149,8 +149,9 @@ async function showGroup(el, base, g) {
   el.querySelector('h3').focus();
 }
 
-// resultsTable pages through the results journal by byte offset: each page
-// is a read at a cursor the server handed out, never a scan from the start.
+// resultsTable pages through the results by a cursor the server hands out
+// (a byte offset in a folder's journal, a row number in a database): each
+// page is a read at that cursor, never a scan from the start.
 function resultsTable(el, base, ctx) {
   const search = h('input', { type: 'search', id: 'results-search', placeholder: 'text in the key or result', autocomplete: 'off' });
   const body = h('tbody');
@@ -188,7 +189,9 @@ function resultsTable(el, base, ctx) {
       h('td', { class: 'time' }, fmtTime(it.time)))));
     if (!page.items.length) body.append(h('tr', {}, h('td', { colspan: 3, class: 'muted' }, search.value ? 'No match in this part of the file.' : 'No results.')));
     const pct = page.size ? Math.round(100 * page.scanned_to / page.size) : 100;
-    info.textContent = `Page ${stack.length + 1} · ${page.items.length} results · read to byte ${fmtInt(page.scanned_to)} of ${fmtInt(page.size)} (${pct}%)` +
+    // A folder's journal is paged by byte offset, a database by row.
+    const unit = page.unit === 'results' ? 'result' : 'byte';
+    info.textContent = `Page ${stack.length + 1} · ${page.items.length} results · read to ${unit} ${fmtInt(page.scanned_to)} of ${fmtInt(page.size)} (${pct}%)` +
       (search.value && page.next >= 0 && page.items.length < 25 ? ' · search stopped at its read budget: Next goes on' : '');
     prev.disabled = first.disabled = stack.length === 0;
     next.disabled = page.next < 0;

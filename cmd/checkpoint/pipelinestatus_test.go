@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/checkpoint-go/checkpoint"
+	"github.com/stretchr/testify/require"
+)
+
+// makePipeline saves, in a pipeline "docs" of dir, 3 results of step
+// "fetch" (one of them after an error) and 1 result and 2 errors of step
+// "label", and returns it open with both steps open: the caller closes it.
+func makePipeline(t *testing.T, dir string) *checkpoint.Pipeline[int] {
+	t.Helper()
+	p, err := checkpoint.OpenPipeline[int]("docs", checkpoint.WithDir(dir), checkpoint.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	fetch, err := checkpoint.PipelineStep[int, string](p, "fetch")
+	require.NoError(t, err)
+	require.NoError(t, fetch.SaveError(3, errors.New("timeout")))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, fetch.SaveResult(i, "page"))
+	}
+	label, err := checkpoint.PipelineStep[int, string](p, "label")
+	require.NoError(t, err)
+	require.NoError(t, label.SaveResult(1, "cat"))
+	require.NoError(t, label.SaveError(2, errors.New("refused")))
+	require.NoError(t, label.SaveError(3, errors.New("refused")))
+	return p
+}
+
+func TestStatusOfPipeline(t *testing.T) {
+	dir := t.TempDir()
+	p := makePipeline(t, dir)
+
+	want := map[string][2]int{"fetch": {3, 0}, "label": {1, 2}}
+	check := func(running bool) {
+		t.Helper()
+		code, out, errOut := runCmd(t, "status", "docs", "--dir", dir, "--json")
+		require.Equal(t, 0, code, errOut)
+		var got struct {
+			Kind    string
+			Running bool
+			Steps   []struct {
+				Step, Checkpoint  string
+				Completed, Failed int
+				Pending           bool
+				LastUpdated       string `json:"last_updated"`
+			}
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+		require.Equal(t, "pipeline", got.Kind)
+		require.Equal(t, running, got.Running, "running")
+		require.Len(t, got.Steps, 2)
+		for i, name := range []string{"fetch", "label"} {
+			s := got.Steps[i]
+			require.Equal(t, name, s.Step, "steps in the order first opened")
+			require.Equal(t, "docs."+name, s.Checkpoint)
+			require.Equal(t, want[name], [2]int{s.Completed, s.Failed}, "step %s: completed, failed", name)
+			require.False(t, s.Pending)
+			require.NotEmpty(t, s.LastUpdated)
+		}
+
+		code, out, errOut = runCmd(t, "status", "docs", "--dir", dir)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "pipeline docs")
+		require.Regexp(t, `fetch\s+3\s+0\s`, out)
+		require.Regexp(t, `label\s+1\s+2\s`, out)
+	}
+	check(true) // the pipeline holds its lock
+	code, _, errOut := runCmd(t, "retry", "docs.label", "--all", "--dir", dir)
+	require.Equal(t, 1, code, "retry of a step while its pipeline runs")
+	require.Contains(t, errOut, `pipeline "docs"`)
+	require.NoError(t, p.Close())
+	check(false)
+
+	// A step listed but without files yet shows as not started.
+	for _, f := range []string{"docs.label_results.jsonl", "docs.label_errors.jsonl", "docs.label_meta.json"} {
+		require.NoError(t, os.Remove(filepath.Join(dir, f)))
+	}
+	code, out, errOut := runCmd(t, "status", "docs", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `label\s+-\s+-\s+-\s+-\s+not started`, out)
+
+	// A step is a checkpoint of its own for every other command.
+	code, out, errOut = runCmd(t, "status", "docs.fetch", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "completed    3")
+}
