@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -193,6 +194,12 @@ func TestServeBrowser(t *testing.T) {
 		if !strings.Contains(sample, want) {
 			t.Errorf("sample row %q lacks %q", sample, want)
 		}
+	}
+	// The sample's bar: 4 completed (green) then 1 failed (red) of 6, not a
+	// bar filled by completed and failed alike.
+	bar := eval[[]float64](b, `['.bar-done', '.bar-failed'].map(c => +document.querySelector('tr[data-name="sample"] svg.bar '+c).getAttribute('width'))`)
+	if len(bar) != 2 || math.Abs(bar[0]-1000*4/6.0) > 0.5 || math.Abs(bar[1]-1000/6.0) > 0.5 {
+		t.Errorf("sample's bar is %v of 1000, want 4/6 completed then 1/6 failed", bar)
 	}
 	cols := eval[[]string](b, `[...document.querySelectorAll('#experiments thead th[scope=col]')].map(th => th.dataset.key || '')`)
 	for _, want := range []string{"name", "status", "completed", "failed", "rate", "eta_seconds", "last_updated", "model", "temperature", "accuracy", "f1"} {

@@ -4,7 +4,7 @@
 // classes in app.css, not inline styles).
 import { s, h, fmtNum } from './dom.js';
 
-const W = 640, H = 220, M = { l: 56, r: 12, t: 12, b: 30 };
+const W = 640, H = 230, M = { l: 56, r: 12, t: 22, b: 30 };
 
 function ticks(lo, hi, n) {
   if (!(hi > lo)) return [lo];
@@ -51,13 +51,18 @@ export function lineChart({ title, series, time = true, yLabel = '', xLabel = ''
     grid.append(s('line', { x1: M.l, x2: W - M.r, y1: py(v), y2: py(v) }));
     grid.append(s('text', { x: M.l - 6, y: py(v) + 4, 'text-anchor': 'end' }, fmtNum(v)));
   }
-  const xt = time ? ticks(x0, x1, 5) : ticks(x0, x1, 5);
-  for (const v of xt) {
-    grid.append(s('text', { x: px(v), y: H - M.b + 16, 'text-anchor': 'middle' }, time ? timeLabel(v, x1 - x0) : fmtNum(v)));
+  // A time axis shorter than its labels' resolution (a few seconds shown as
+  // mm:ss) would repeat a label: each label is drawn once.
+  let last = null;
+  for (const v of ticks(x0, x1, 5)) {
+    const text = time ? timeLabel(v, x1 - x0) : fmtNum(v);
+    if (text === last) continue;
+    last = text;
+    grid.append(s('text', { x: px(v), y: H - M.b + 16, 'text-anchor': 'middle' }, text));
   }
   grid.append(s('line', { class: 'axis', x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b }));
   grid.append(s('line', { class: 'axis', x1: M.l, x2: M.l, y1: M.t, y2: H - M.b }));
-  if (yLabel) grid.append(s('text', { x: 4, y: M.t + 2, class: 'unit' }, yLabel));
+  if (yLabel) grid.append(s("text", { x: 4, y: 12, class: "unit" }, yLabel)); // above the top tick
   if (xLabel) grid.append(s('text', { x: W - M.r, y: H - 2, 'text-anchor': 'end', class: 'unit' }, xLabel));
   svg.append(grid);
   series.forEach((sr, i) => {

@@ -1,6 +1,6 @@
 // One experiment: its numbers, progress over time, metrics, runs, failures
 // grouped by message, and its results page by page.
-import { h, put, fmtInt, fmtNum, fmtRate, fmtDuration, fmtTime, fmtBytes, jsonText, statusText } from './dom.js';
+import { h, put, fmtInt, fmtNum, fmtRate, fmtDuration, fmtTime, fmtBytes, jsonText, statusText, progressBar } from './dom.js';
 import { get, enc } from './api.js';
 import { lineChart, perMinute } from './chart.js';
 
@@ -42,7 +42,6 @@ export function experimentView(main, ctx, name) {
 }
 
 function renderSummary(el, d) {
-  const done = d.completed + d.failed;
   const items = [
     ['Status', h('span', { class: `badge ${d.status}` }, d.kind === 'checkpoint' ? statusText(d.status) : d.status)],
     ['Completed', fmtInt(d.completed) + (d.total ? ` of ${fmtInt(d.total)}` : '')],
@@ -55,7 +54,7 @@ function renderSummary(el, d) {
   ];
   put(el, 
     h('dl', { class: 'facts' }, items.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', { 'data-fact': k }, v)))),
-    d.total ? h('progress', { max: d.total, value: Math.min(done, d.total), 'aria-label': `Progress: ${fmtInt(done)} of ${fmtInt(d.total)}` }) : null,
+    d.total ? progressBar(d.completed, d.failed, d.total, `Progress: ${fmtInt(d.completed)} completed and ${fmtInt(d.failed)} failed of ${fmtInt(d.total)}`) : null,
     d.side_files?.length ? h('p', { class: 'warn' }, `Side files left by repairs: ${d.side_files.join(', ')}`) : null,
     d.note ? h('p', { class: 'warn' }, d.note) : null,
   );

@@ -1,6 +1,6 @@
 // The Experiments view: every checkpoint in one table, one request a
 // second while it is shown.
-import { h, put, fmtInt, fmtNum, fmtRate, fmtDuration, fmtTime, statusText } from './dom.js';
+import { h, put, fmtInt, fmtNum, fmtRate, fmtDuration, fmtTime, statusText, progressBar } from './dom.js';
 import { get } from './api.js';
 import { parseConditions, matches, fieldOf } from './filter.js';
 
@@ -113,7 +113,7 @@ export function experimentsView(main, ctx) {
       case 'completed': {
         const label = r.total ? `${fmtInt(r.completed)} / ${fmtInt(r.total)}` : fmtInt(r.completed);
         return h('td', { class: 'num progress-cell' }, h('span', { class: 'count' }, label),
-          r.total ? h('progress', { max: r.total, value: Math.min(r.completed + r.failed, r.total), 'aria-label': `${r.name}: ${label}` }) : null);
+          r.total ? progressBar(r.completed, r.failed, r.total, `${r.name}: ${label}, ${fmtInt(r.failed)} failed`) : null);
       }
       case 'failed': return h('td', { class: 'num' + (r.failed ? ' bad' : '') }, fmtInt(r.failed));
       case 'rate': return h('td', { class: 'num' }, fmtRate(r.rate));
