@@ -211,14 +211,18 @@ func (r *Runner[K, T]) writeMeta() error {
 }
 
 // writeMetaLocked writes the meta file atomically. r.metaMu must be held.
+// Only the counts are read under the runner's lock; they are encoded after
+// it, so that a save never waits for the encoding (nor for the writer's
+// thread, should the kernel switch it out while it holds the lock).
 func (r *Runner[K, T]) writeMetaLocked() error {
 	r.mu.RLock()
 	closed := r.closed
-	b, err := r.metaLocked().marshal()
+	m := r.metaLocked()
 	r.mu.RUnlock()
 	if closed {
 		return nil
 	}
+	b, err := m.marshal()
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,10 @@ func withDurableFiles(delay time.Duration, files map[string]*durableFile) Option
 }
 
 func TestSyncPolicyOption(t *testing.T) {
+	// SyncNone and SyncAlways are constants, so no code can reassign them:
+	// this line stops compiling if they become variables again.
+	const none, always = SyncNone, SyncAlways
+	assert.NotEqual(t, none, always)
 	assert.Equal(t, "SyncNone", SyncNone.String())
 	assert.Equal(t, "SyncAlways", SyncAlways.String())
 	assert.Equal(t, "SyncInterval(50ms)", SyncInterval(50*time.Millisecond).String())

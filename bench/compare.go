@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,23 +281,46 @@ func figureCompare(tmp string, n, nSync int) ([]row, error) {
 				RefLabel: alt.name, Ref: skip, Ratio: cpSkip / skip, Target: "≥ 1×", Pass: cpSkip >= skip,
 			})
 	}
+	// With a flush per item each system waits for the disk, which other
+	// jobs on a shared machine also use: the three take turns, in rounds,
+	// and each ratio is the median of the rounds' ratios.
+	const syncRounds = 3
 	cpSync := checkpointSystem(true)
-	cpSyncSave, _, err := workload(cpSync, filepath.Join(tmp, "cp-sync"), nSync)
-	if err != nil {
-		return nil, err
-	}
-	for _, alt := range []system{sqliteSystem("FULL"), boltSystem(false)} {
-		save, _, err := workload(alt, filepath.Join(tmp, alt.name+"-sync"), nSync)
+	alts := []system{sqliteSystem("FULL"), boltSystem(false)}
+	var cpRates []float64
+	altRates := make([][]float64, len(alts))
+	for round := range syncRounds {
+		v, _, err := workload(cpSync, filepath.Join(tmp, fmt.Sprintf("cp-sync-%d", round)), nSync)
 		if err != nil {
 			return nil, err
 		}
+		cpRates = append(cpRates, v)
+		for j, alt := range alts {
+			v, _, err := workload(alt, filepath.Join(tmp, fmt.Sprintf("%s-sync-%d", alt.name, round)), nSync)
+			if err != nil {
+				return nil, err
+			}
+			altRates[j] = append(altRates[j], v)
+		}
+	}
+	for j, alt := range alts {
+		ratios := make([]float64, syncRounds)
+		for k := range ratios {
+			ratios[k] = cpRates[k] / altRates[j][k]
+		}
+		slices.Sort(ratios)
+		cp, ref := slices.Clone(cpRates), slices.Clone(altRates[j])
+		slices.Sort(cp)
+		slices.Sort(ref)
+		ratio := ratios[syncRounds/2]
 		rows = append(rows, row{
-			Figure: fmt.Sprintf("Save %s items one by one: checkpoint SyncAlways vs %s", sizeLabel(nSync), alt.name), Value: cpSyncSave, Unit: "items/s",
-			RefLabel: alt.name, Ref: save, Ratio: cpSyncSave / save,
-			Note: "same durability: " + alt.durability + "; checkpoint: " + cpSync.durability + "; one saver, so one flush per item for all three",
+			Figure: fmt.Sprintf("Save %s items one by one: checkpoint SyncAlways vs %s", sizeLabel(nSync), alt.name), Value: cp[syncRounds/2], Unit: "items/s",
+			RefLabel: alt.name, Ref: ref[syncRounds/2], Ratio: ratio,
+			Note: "same durability: " + alt.durability + "; checkpoint: " + cpSync.durability + "; one saver, so one flush per item for all three" +
+				fmt.Sprintf("; %d interleaved rounds, ratio = median of the rounds' ratios (%.2f-%.2f), rates = medians", syncRounds, ratios[0], ratios[syncRounds-1]),
 		})
 		if strings.HasPrefix(alt.name, "SQLite") {
-			rows[len(rows)-1].Target, rows[len(rows)-1].Pass = "≥ 1.0×", cpSyncSave >= save
+			rows[len(rows)-1].Target, rows[len(rows)-1].Pass = "≥ 1.0×", ratio >= 1
 		}
 	}
 	return rows, nil

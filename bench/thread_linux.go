@@ -8,14 +8,16 @@ import (
 	"unsafe"
 )
 
-// threadUsage is the calling thread's CPU time and its context switches
-// so far: voluntary (it blocked: a system call waiting, a lock) and
-// involuntary (the kernel's scheduler ran something else). The caller
-// locks its goroutine to the thread.
+// threadUsage is the calling thread's CPU time, its context switches so
+// far: voluntary (it blocked: a system call waiting, a lock) and
+// involuntary (the kernel's scheduler ran something else), and its page
+// faults (minor: memory mapped on first touch, no disk). The caller locks
+// its goroutine to the thread.
 type threadUsage struct {
 	cpu         time.Duration
 	blocked     int64
 	descheduled int64
+	faults      int64
 }
 
 func readThreadUsage() (threadUsage, bool) {
@@ -33,5 +35,6 @@ func readThreadUsage() (threadUsage, bool) {
 		cpu:         time.Duration(ts.Nano()),
 		blocked:     ru.Nvcsw,
 		descheduled: ru.Nivcsw,
+		faults:      ru.Minflt + ru.Majflt,
 	}, true
 }

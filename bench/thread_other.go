@@ -8,6 +8,7 @@ type threadUsage struct {
 	cpu         time.Duration
 	blocked     int64
 	descheduled int64
+	faults      int64
 }
 
 // readThreadUsage is Linux only (RUSAGE_THREAD).
