@@ -176,17 +176,30 @@ func TestIndexResetAndBatch(t *testing.T) {
 
 func TestTableSize(t *testing.T) {
 	for _, n := range []int{0, 1, 5, 6, 7, 100, 49151, 49152, 1 << 20, 10_000_000} {
-		size := tableSize(n)
-		tb := newTable(size, false)
-		assert.LessOrEqual(t, n, tb.limit(), "room for %d keys at 3/4", n)
-		if size > chunkLen {
-			assert.Zero(t, size%chunkLen, "whole chunks for %d", n)
-			assert.Less(t, size-chunkLen, (4*n+2)/3+1, "no more than a chunk beyond what %d keys need", n)
-		} else {
-			assert.LessOrEqual(t, size, max(16, (4*n+2)/3+1), "exact size for %d", n)
+		for _, tb := range []interface {
+			limit() int
+		}{ptr(newTable[uint64](n, false, &tableMem{})), ptr(newTable[kslot[int64]](n, false, &tableMem{}))} {
+			var size, chunk int
+			switch tb := tb.(type) {
+			case *table[uint64]:
+				size, chunk = int(tb.size), 1<<tb.shift
+				assert.Equal(t, tableChunkBytes/8, chunk)
+			case *table[kslot[int64]]:
+				size, chunk = int(tb.size), 1<<tb.shift
+				assert.Equal(t, tableChunkBytes/16, chunk)
+			}
+			assert.LessOrEqual(t, n, tb.limit(), "room for %d keys at 3/4", n)
+			if size > chunk {
+				assert.Zero(t, size%chunk, "whole chunks for %d", n)
+				assert.Less(t, size-chunk, (4*n+2)/3+1, "no more than a chunk beyond what %d keys need", n)
+			} else {
+				assert.LessOrEqual(t, size, max(16, (4*n+2)/3+1), "exact size for %d", n)
+			}
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // TestIndexGrowsIncrementally adds keys past several doublings and chunks
 // of the table and of the entries, checking while each growth is under way
@@ -203,7 +216,7 @@ func TestIndexGrowsIncrementally(t *testing.T) {
 		sp := x.upsert(i * 7)
 		require.Zero(t, *sp, "new key %d", i*7)
 		*sp = slot(i + 1)
-		if x.old.chunks != nil {
+		if x.growing() {
 			migrating++
 		}
 		j := rng.Int64N(i + 1)
