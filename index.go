@@ -95,8 +95,8 @@ type keyStorage uint8
 
 const (
 	kindWords keyStorage = iota // keys in the entries; the table holds words
-	kindStr                  // strings: in the arena; the table holds words
-	kindKey                  // 8 bytes or less, no pointers: keys in the table too
+	kindStr                     // strings: in the arena; the table holds words
+	kindKey                     // 8 bytes or less, no pointers: keys in the table too
 )
 
 func storageOf[K comparable]() keyStorage {
