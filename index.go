@@ -63,6 +63,7 @@ type index[K comparable] struct {
 	hash func(K) uint64
 	n    int // entries
 	kind keyStorage
+	str  bool // kind == kindStr, for the accessors below to stay inlined
 
 	// Exactly one of the two entry arrays is used: strs (with arena) for
 	// strings, ents for every other K.
@@ -145,6 +146,7 @@ func newIndex[K comparable](hash func(K) uint64, hint int) *index[K] {
 // memory even where they could be mapped (tests of that backend).
 func newIndexMem[K comparable](hash func(K) uint64, hint int, goMem bool) *index[K] {
 	x := &index[K]{hash: hash, kind: storageOf[K](), mem: &tableMem{goOnly: goMem}}
+	x.str = x.kind == kindStr
 	// A backstop: an index dropped without Close (Inspect's, a Runner the
 	// caller never closed) gives its mapped memory back when collected.
 	runtime.AddCleanup(x, (*tableMem).freeAll, x.mem)
@@ -185,7 +187,7 @@ func (x *index[K]) growing() bool { return x.oldN > 0 }
 
 // keyIs reports whether the entry at p holds k.
 func (x *index[K]) keyIs(p int, k K) bool {
-	if x.kind == kindStr {
+	if x.str {
 		return x.arena.get(x.strs[p>>chunkBits][p&chunkMask].ref) == *(*string)(unsafe.Pointer(&k))
 	}
 	return x.ents[p>>chunkBits][p&chunkMask].key == k
@@ -194,7 +196,7 @@ func (x *index[K]) keyIs(p int, k K) bool {
 // keyAt returns the key at p. A string key's bytes are in the arena, which
 // never changes them.
 func (x *index[K]) keyAt(p int) K {
-	if x.kind == kindStr {
+	if x.str {
 		s := x.arena.get(x.strs[p>>chunkBits][p&chunkMask].ref)
 		return *(*K)(unsafe.Pointer(&s))
 	}
@@ -202,7 +204,7 @@ func (x *index[K]) keyAt(p int) K {
 }
 
 func (x *index[K]) slotAt(p int) *slot {
-	if x.kind == kindStr {
+	if x.str {
 		return &x.strs[p>>chunkBits][p&chunkMask].s
 	}
 	return &x.ents[p>>chunkBits][p&chunkMask].s
