@@ -176,17 +176,30 @@ func TestIndexResetAndBatch(t *testing.T) {
 
 func TestTableSize(t *testing.T) {
 	for _, n := range []int{0, 1, 5, 6, 7, 100, 49151, 49152, 1 << 20, 10_000_000} {
-		size := tableSize(n)
-		tb := newTable(size, false)
-		assert.LessOrEqual(t, n, tb.limit(), "room for %d keys at 3/4", n)
-		if size > chunkLen {
-			assert.Zero(t, size%chunkLen, "whole chunks for %d", n)
-			assert.Less(t, size-chunkLen, (4*n+2)/3+1, "no more than a chunk beyond what %d keys need", n)
-		} else {
-			assert.LessOrEqual(t, size, max(16, (4*n+2)/3+1), "exact size for %d", n)
+		for _, tb := range []interface {
+			limit() int
+		}{ptr(newTable[uint64](n, false, &tableMem{})), ptr(newTable[kslot[int64]](n, false, &tableMem{}))} {
+			var size, chunk int
+			switch tb := tb.(type) {
+			case *table[uint64]:
+				size, chunk = int(tb.size), 1<<tb.shift
+				assert.Equal(t, tableChunkBytes/8, chunk)
+			case *table[kslot[int64]]:
+				size, chunk = int(tb.size), 1<<tb.shift
+				assert.Equal(t, tableChunkBytes/16, chunk)
+			}
+			assert.LessOrEqual(t, n, tb.limit(), "room for %d keys at 3/4", n)
+			if size > chunk {
+				assert.Zero(t, size%chunk, "whole chunks for %d", n)
+				assert.Less(t, size-chunk, (4*n+2)/3+1, "no more than a chunk beyond what %d keys need", n)
+			} else {
+				assert.LessOrEqual(t, size, max(16, (4*n+2)/3+1), "exact size for %d", n)
+			}
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // TestIndexGrowsIncrementally adds keys past several doublings and chunks
 // of the table and of the entries, checking while each growth is under way
@@ -203,7 +216,7 @@ func TestIndexGrowsIncrementally(t *testing.T) {
 		sp := x.upsert(i * 7)
 		require.Zero(t, *sp, "new key %d", i*7)
 		*sp = slot(i + 1)
-		if x.old.chunks != nil {
+		if x.growing() {
 			migrating++
 		}
 		j := rng.Int64N(i + 1)
@@ -261,4 +274,181 @@ func TestIndexStringKeysAreNotObjects(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	assert.Less(t, int64(after.HeapObjects)-int64(before.HeapObjects), int64(1000), "live heap objects added by %d keys", n)
 	require.Equal(t, n-1, x.find(fmt.Sprintf("key-%08d", n-1)))
+}
+
+// doneOf returns what doneAhead reports for each of keys: whether the key
+// table (its done bits) says the key is completed.
+func doneOf[K comparable](x *index[K], keys []K) []bool {
+	var hs [prefetchLen]uint64
+	var out []bool
+	for len(keys) > 0 {
+		b := keys[:min(len(keys), prefetchLen)]
+		keys = keys[len(b):]
+		for i, k := range b {
+			hs[i] = x.hash(k)
+		}
+		var c cursor
+		bits := x.doneAhead(b, &hs, &c)
+		for i := range b {
+			out = append(out, bits>>i&1 != 0)
+		}
+	}
+	return out
+}
+
+// TestKeyTable: keys of 8 bytes or less live in the table itself (kindKey),
+// with a done bit. Whatever the hash (spread, all colliding, all homed on
+// the last slot so that probes wrap), the key's value (0 and -1 included,
+// which an empty slot or an all-ones word could be taken for) and the
+// memory (mapped or Go), every key added so far is found at its position,
+// with its slot and done bit, while the table grows under the lookups;
+// absent keys are not found; and reset (Clear, Close) forgets them all and
+// gives the mapped memory back.
+func TestKeyTable(t *testing.T) {
+	codec, err := newKeyCodec[int64]()
+	require.NoError(t, err)
+	sentinels := []int64{0, -1, 1, math.MinInt64, math.MaxInt64, math.MinInt64 + 1, math.MaxInt64 - 1}
+	tests := []struct {
+		name   string
+		hash   func(int64) uint64
+		n      int // keys: the sentinels, then 7, 14, 21...
+		goMem  bool
+		mapped bool // chunks are mapped (Linux, tables past one chunk)
+	}{
+		{"sentinels", codec.hash, 0, false, false},
+		{"all collide", func(int64) uint64 { return 12345 << tagBits }, 300, false, false},
+		{"all homed on the last slot", func(int64) uint64 { return math.MaxUint64 }, 300, false, false},
+		{"grows past chunks, mapped", codec.hash, 3*tableChunkBytes/16 + 99, false, runtime.GOOS == "linux"},
+		{"grows past chunks, Go memory", codec.hash, 3*tableChunkBytes/16 + 99, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newIndexMem(tt.hash, 0, tt.goMem)
+			require.Equal(t, kindKey, x.kind)
+			keys := append([]int64(nil), sentinels...)
+			for i := range tt.n {
+				keys = append(keys, int64(i+1)*7)
+			}
+			rng := rand.New(rand.NewPCG(5, 6))
+			grew := 0
+			pos := map[int64]int{}
+			for i, k := range keys {
+				if _, ok := x.get(k); ok {
+					require.Failf(t, "found before it was added", "key %d", k)
+				}
+				sp := x.upsert(k)
+				require.Zero(t, *sp, "new key %d", k)
+				*sp = slot(i + 1) // completed when i is odd
+				if i%2 == 1 {
+					*sp |= slotDone
+				}
+				if x.growing() {
+					grew++
+				}
+				pos[k] = i
+				// A few keys added so far, the one just added among them.
+				probe := []int64{k, keys[rng.IntN(i+1)], keys[rng.IntN(i+1)], k + 3}
+				got := doneOf(x, probe)
+				for j, pk := range probe {
+					p, ok := pos[pk]
+					if !ok {
+						p = -1
+					}
+					require.Equal(t, p, x.find(pk), "position of %d after adding %d keys", pk, i+1)
+					require.Equal(t, p >= 0 && p%2 == 1, got[j], "done bit of %d after adding %d keys", pk, i+1)
+				}
+			}
+			if tt.n > 1000 {
+				assert.Positive(t, grew, "some upserts ran while the table was growing")
+			}
+			for i, k := range keys {
+				s, ok := x.get(k)
+				require.True(t, ok, "key %d", k)
+				require.Equal(t, slot(i+1)|slot(i%2)<<63, s, "slot of %d", k)
+				require.Equal(t, k, x.keyAt(i))
+			}
+			// Every mapping left is one of the current table's chunks: the
+			// old tables' went back, a chunk per upsert.
+			for range 64 {
+				*x.upsert(keys[0]) = 1
+			}
+			var chunks int
+			for _, m := range x.kcur.maps {
+				if m != nil {
+					chunks++
+				}
+			}
+			if tt.mapped {
+				assert.Positive(t, chunks, "the table's chunks are mapped")
+			} else {
+				assert.Zero(t, chunks, "the table's chunks are Go memory")
+			}
+			assert.Len(t, x.mem.live, chunks, "mappings not yet given back")
+
+			x.reset(0) // Clear
+			assert.Empty(t, x.mem.live, "reset gives the mapped memory back")
+			for _, k := range keys {
+				_, ok := x.get(k)
+				require.False(t, ok, "key %d after reset", k)
+			}
+			assert.Equal(t, []bool{false, false}, doneOf(x, keys[:2]))
+			*x.upsert(keys[1]) = slotDone
+			assert.Equal(t, 0, x.find(keys[1]), "usable after reset")
+		})
+	}
+}
+
+// TestKeyTableDoneBits: the done bit in a key table word follows the slot
+// that its upsert returned, which the caller writes after upsert returns:
+// right away (doneAhead reads that one slot), after the next upsert (the
+// word has it), when a result turns into a failure and back, and after
+// the key moved to a grown table.
+func TestKeyTableDoneBits(t *testing.T) {
+	codec, err := newKeyCodec[int64]()
+	require.NoError(t, err)
+	type step struct {
+		key  int64
+		set  slot // written through upsert's pointer
+		want map[int64]bool
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"completed, then another key", []step{
+			{1, slotDone | 5, map[int64]bool{1: true}},
+			{2, 6, map[int64]bool{1: true, 2: false}},
+		}},
+		{"failed after completed", []step{
+			{1, slotDone | 5, map[int64]bool{1: true}},
+			{1, slot(1)<<attemptShift | 7, map[int64]bool{1: false}},
+			{2, slotDone | 8, map[int64]bool{1: false, 2: true}},
+			{1, slotDone | 9, map[int64]bool{1: true, 2: true}},
+			{3, 10, map[int64]bool{1: true, 2: true, 3: false}},
+		}},
+		{"zero key, failed then completed", []step{
+			{0, 3, map[int64]bool{0: false}},
+			{-1, slotDone | 4, map[int64]bool{0: false, -1: true}},
+			{0, slotDone | 5, map[int64]bool{0: true, -1: true}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newIndexMem(codec.hash, 0, true)
+			for i, st := range tt.steps {
+				*x.upsert(st.key) = st.set
+				for k, want := range st.want {
+					require.Equal(t, []bool{want}, doneOf(x, []int64{k}), "key %d after step %d", k, i)
+				}
+			}
+			// Grow through several tables: every key moves, its bit with it.
+			last := tt.steps[len(tt.steps)-1].want
+			for i := range int64(1000) {
+				*x.upsert(1000 + i) = slotDone
+			}
+			for k, want := range last {
+				require.Equal(t, []bool{want}, doneOf(x, []int64{k}), "key %d after growth", k)
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -678,6 +679,64 @@ func TestIterateReadAheadOrders(t *testing.T) {
 			require.NoError(t, r.Err())
 			assert.Equal(t, want, got)
 			assert.Equal(t, len(items), calls, "keyFn once per item")
+		})
+	}
+}
+
+// TestIterateShuffledWhileClosing: Close gives the index's memory back
+// (mapped tables, on Linux) while a shuffled Iterate reads ahead and looks
+// keys up on another goroutine, and saves go on on a third. The loop must
+// end cleanly, reporting ErrClosed if it was cut short, never reading the
+// memory given back (which would crash, or fail under -race).
+func TestIterateShuffledWhileClosing(t *testing.T) {
+	const n = 200_000 // past one table chunk: mapped where it can be
+	tests := []struct {
+		name  string
+		delay time.Duration
+	}{{"at once", 0}, {"mid loop", 2 * time.Millisecond}, {"later", 20 * time.Millisecond}}
+	dir := t.TempDir()
+	writeBenchResults(t, dir, "ints", n, func(i int) int64 { return int64(i) })
+	items := make([]int64, n+n/10) // some keys are not saved: yielded
+	for i := range items {
+		items[i] = int64(i)
+	}
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := openQuiet[int64, int64](t, dir, "ints")
+			if runtime.GOOS == "linux" {
+				r.mu.RLock()
+				assert.NotEmpty(t, r.index.mem.live, "the index's table is mapped")
+				r.mu.RUnlock()
+			}
+			var wg sync.WaitGroup
+			var yielded atomic.Int64
+			wg.Go(func() {
+				for v := range r.Iterate(items, func(v int64) int64 { return v }) {
+					yielded.Add(1)
+					if err := r.SaveResult(v, v); err != nil {
+						assert.ErrorIs(t, err, ErrClosed)
+					}
+				}
+			})
+			wg.Go(func() {
+				for i := range int64(1000) {
+					if err := r.SaveResult(-i-1, i); err != nil {
+						assert.ErrorIs(t, err, ErrClosed)
+						return
+					}
+				}
+			})
+			time.Sleep(tt.delay)
+			require.NoError(t, r.Close())
+			wg.Wait()
+			assert.LessOrEqual(t, yielded.Load(), int64(n/10), "only unsaved keys are yielded")
+			if yielded.Load() < n/10 {
+				assert.ErrorIs(t, r.Err(), ErrClosed, "a loop cut short by Close says so")
+			}
+			r.mu.RLock()
+			assert.Empty(t, r.index.mem.live, "Close gave the mapped memory back")
+			r.mu.RUnlock()
 		})
 	}
 }

@@ -389,6 +389,7 @@ func (r *Runner[K, T]) Close() error {
 	err := r.writeMetaLocked()
 	r.mu.Lock()
 	r.closed = true
+	r.index.reset(0) // give its memory back now: mapped tables are not the GC's (index.go)
 	r.mu.Unlock()
 	r.metaWriters.Wait()
 	err = errors.Join(err, r.results.sync.close(), r.errors.sync.close(), r.run.finish())
