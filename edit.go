@@ -215,6 +215,7 @@ func editOf(dir, name string, files func(*editor) []string, change func(*editor)
 	if e.ix, e.resRecords, e.errRecords, err = loadKeyIndex(dir, name, e.results, e.errors, false); err != nil {
 		return err
 	}
+	defer e.ix.release() // mapped tables are not the collector's to free (tableMem)
 	e.completed, e.failed = e.ix.counts()
 	return change(e)
 }

@@ -3,6 +3,6 @@
 package checkpoint
 
 // mapTable: table chunks are Go memory on systems other than Linux.
-func mapTable(int) (b, mapping []byte) { return nil, nil }
+func mapTable(int, bool) (b, mapping []byte) { return nil, nil }
 
 func unmapTable([]byte) {}

@@ -36,8 +36,10 @@ type View struct {
 	results, errors *journal
 	ix              keyIndex // nil until loaded
 
-	mu  sync.Mutex
-	err error
+	mu     sync.Mutex
+	err    error
+	closed bool
+	active int // streams running: the index is released when the last ends
 }
 
 // Info is what Inspect finds out about a checkpoint.
@@ -330,8 +332,10 @@ func (v *View) setErr(err error) {
 	v.mu.Unlock()
 }
 
-// Close closes the View's files. Streams started afterwards report an error
-// through Err.
+// Close closes the View's files and gives back the memory of its index.
+// Streams started afterwards report an error through Err; one running on
+// another goroutine stops at its next read with an error, and the index is
+// released when it ends.
 func (v *View) Close() error {
 	var err error
 	for _, j := range []*journal{v.results, v.errors} {
@@ -339,7 +343,42 @@ func (v *View) Close() error {
 			err = errors.Join(err, j.f.Close())
 		}
 	}
+	v.mu.Lock()
+	v.closed = true
+	v.releaseIfIdle()
+	v.mu.Unlock()
 	return err
+}
+
+// releaseIfIdle releases a closed View's index once no stream reads it: its
+// tables may be memory mapped apart from the Go heap (tableMem), which the
+// collector neither counts nor hurries to free. v.mu must be held.
+func (v *View) releaseIfIdle() {
+	if v.closed && v.active == 0 && v.ix != nil {
+		v.ix.release()
+		v.ix = nil
+	}
+}
+
+// begin registers a stream, or reports false if the View is closed.
+func (v *View) begin() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		if v.err == nil {
+			v.err = fmt.Errorf("checkpoint: view of %q: %w", v.info.Name, ErrClosed)
+		}
+		return false
+	}
+	v.active++
+	return true
+}
+
+func (v *View) end() {
+	v.mu.Lock()
+	v.active--
+	v.releaseIfIdle()
+	v.mu.Unlock()
 }
 
 // latest calls fn for every line of j that is its key's latest outcome
@@ -349,6 +388,10 @@ func (v *View) latest(j *journal, results bool, fn func(rec record, line []byte,
 	if j == nil || j.f == nil || j.size == 0 {
 		return
 	}
+	if !v.begin() {
+		return
+	}
+	defer v.end()
 	var sc lineScanner
 	var c cursor
 	stop := errors.New("stop")

@@ -38,6 +38,10 @@ type keyIndex interface {
 	slots(yield func(slot) bool)
 	// texts yields the KeyText of every key, in order of first appearance.
 	texts(yield func(string) bool)
+	// release gives the index's memory back (its tables may be mapped
+	// apart from the Go heap, see tableMem) and leaves it empty: nothing
+	// may be reading it.
+	release()
 }
 
 // typedIndex is a keyIndex over keys of type K: string (the KeyText) or
@@ -76,6 +80,8 @@ func (x *typedIndex[K]) slots(yield func(slot) bool) {
 		}
 	}
 }
+
+func (x *typedIndex[K]) release() { x.r.index.reset(0) }
 
 func (x *typedIndex[K]) texts(yield func(string) bool) {
 	for k := range x.r.index.all {
@@ -126,6 +132,9 @@ func loadTyped[K comparable](dir, name string, results, errs *journal, codec key
 		keys: codec, results: results, errors: errs}
 	resRecords, errRecords, err := r.loadIndex()
 	if err != nil {
+		if r.index != nil {
+			r.index.reset(0) // a numeric load given up for text: its memory now
+		}
 		return nil, 0, 0, err
 	}
 	return &typedIndex[K]{r: r, fromRaw: fromRaw, fromText: fromText, text: text}, resRecords, errRecords, nil
