@@ -301,3 +301,37 @@ func TestOpenLoadsLargeJournalsInParallel(t *testing.T) {
 		t.Fatalf("no .torn file: %v", err)
 	}
 }
+
+// TestCompactCopiesLongRuns: Compact copies runs of kept lines longer than
+// copyFromMin in the kernel (copy_file_range on Linux); the new journal
+// must hold exactly the kept lines, in order.
+func TestCompactCopiesLongRuns(t *testing.T) {
+	dir := t.TempDir()
+	var all, want strings.Builder
+	const keys = 4000 // each saved twice: the second half of the file is kept, one run of ~300 KB
+	for i := range 2 * keys {
+		line := loadLine(fmt.Sprint(i%keys), i) + "\n"
+		all.WriteString(line)
+		if i >= keys {
+			want.WriteString(line)
+		}
+	}
+	if want.Len() < 2*copyFromMin {
+		t.Fatalf("kept run of %d bytes is too short to be copied in the kernel", want.Len())
+	}
+	path := filepath.Join(dir, "job_results.jsonl")
+	if err := os.WriteFile(path, []byte(all.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, after, err := Compact(dir, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() || before != int64(all.Len()) || after != int64(want.Len()) {
+		t.Fatalf("compact: %d -> %d bytes, file of %d bytes equal to the kept lines: %v", before, after, len(got), string(got) == want.String())
+	}
+}
