@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -61,7 +60,7 @@ func Compact(dir, name string) (before, after int64, err error) {
 // only the parts of the file that hold kept lines, and writes runs of
 // adjacent kept lines in one piece, straight from its read buffer.
 func copyLines(offs []int64, records int) copier {
-	return func(j *journal, w *bufio.Writer) (size int64, dropped int, err error) {
+	return func(j *journal, w *tempWriter) (size int64, dropped int, err error) {
 		if !slices.IsSorted(offs) {
 			slices.Sort(offs) // the index's order is the keys' first save, usually the same
 		}
@@ -71,7 +70,12 @@ func copyLines(offs []int64, records int) copier {
 		var run [2]int64 // kept bytes not yet written: [from, to) in the file, within buf
 		flush := func() error {
 			if run[1] > run[0] {
-				n, err := w.Write(buf[run[0]-pos : run[1]-pos])
+				copied, err := w.copyFrom(j.f, run[0], run[1]-run[0])
+				size += copied
+				if err != nil {
+					return err
+				}
+				n, err := w.Write(buf[run[0]+copied-pos : run[1]-pos])
 				size += int64(n)
 				if err != nil {
 					return err

@@ -247,7 +247,7 @@ func (e *editor) rewriteWithout(drop map[string]struct{}) (int64, error) {
 
 // A copier writes the lines of j that a change keeps to w. It returns the
 // bytes written and how many records it dropped.
-type copier func(j *journal, w *bufio.Writer) (size int64, dropped int, err error)
+type copier func(j *journal, w *tempWriter) (size int64, dropped int, err error)
 
 // rewrite writes new journals holding what copyResults and copyErrors
 // keep of the old ones, and a new meta, and commits them as one batch of
@@ -308,6 +308,11 @@ func (e *editor) rewrite(copyResults, copyErrors copier) (int64, error) {
 
 // writeTemp writes what copy keeps of j to a new file at path, synced: one
 // fsync, once everything is written. It returns copy's figures.
+//
+// Compact writes hundreds of megabytes here. Left to the kernel, they would
+// mostly reach the disk during the fsync, after the copy: so the disk is
+// told to start on each writebackStep bytes as soon as they are written,
+// and the copy and the disk's writes overlap.
 func writeTemp(j *journal, path string, copy copier) (size int64, dropped int, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -318,7 +323,8 @@ func writeTemp(j *journal, path string, copy copier) (size int64, dropped int, e
 			err = fmt.Errorf("checkpoint: %w", cerr)
 		}
 	}()
-	w := bufio.NewWriterSize(f, 1<<20)
+	wb := &writebackFile{f: f}
+	w := &tempWriter{Writer: bufio.NewWriterSize(wb, 1<<20), wb: wb}
 	if size, dropped, err = copy(j, w); err != nil {
 		return 0, 0, fmt.Errorf("checkpoint: rewrite %s: %w", j.path, err)
 	}
@@ -335,7 +341,7 @@ func writeTemp(j *journal, path string, copy copier) (size int64, dropped int, e
 // which keep returns true, given the key's KeyText, its slot and the
 // line's offset.
 func (e *editor) copyKept(keep func(k string, s slot, off int64) bool) copier {
-	return func(j *journal, w *bufio.Writer) (size int64, dropped int, err error) {
+	return func(j *journal, w *tempWriter) (size int64, dropped int, err error) {
 		var sc lineScanner
 		var c cursor
 		_, err = sc.scan(j.f, 0, j.size, func(off int64, lineNo int, line []byte) error {
@@ -400,3 +406,53 @@ func (e *editor) writeMeta(path string) error {
 	}
 	return f.Close()
 }
+
+const writebackStep = 8 << 20
+
+// writebackFile is a new file that starts the writeback of every
+// writebackStep bytes written to it (see writeTemp).
+type writebackFile struct {
+	f       *os.File
+	written int64
+	started int64 // bytes whose writeback was started
+}
+
+func (w *writebackFile) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.add(int64(n))
+	return n, err
+}
+
+func (w *writebackFile) add(n int64) {
+	w.written += n
+	if w.written-w.started >= writebackStep {
+		startWriteback(w.f, w.started, w.written-w.started)
+		w.started = w.written
+	}
+}
+
+// tempWriter is where a copier writes: a buffered new file.
+type tempWriter struct {
+	*bufio.Writer
+	wb *writebackFile
+}
+
+// copyFrom appends bytes [off, off+n) of src to the file in the kernel
+// where it can (copy_file_range(2) on Linux: the bytes do not come up to
+// this process and back, which was Compact's largest cost after its index),
+// and returns how many it appended: the caller writes the rest itself.
+func (w *tempWriter) copyFrom(src appendFile, off, n int64) (int64, error) {
+	sf, ok := src.(*os.File)
+	if !ok || n < copyFromMin {
+		return 0, nil
+	}
+	if err := w.Flush(); err != nil {
+		return 0, err
+	}
+	done := copyFileRange(w.wb.f, sf, off, n)
+	w.wb.add(done)
+	return done, nil
+}
+
+// copyFromMin is the smallest run worth a system call of its own.
+const copyFromMin = 64 << 10

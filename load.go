@@ -8,11 +8,12 @@ import (
 )
 
 // Open's hot path: resuming a run of ten million results must take seconds.
-// Profiles of Open on 10 million lines showed two costs of the same size:
-// parsing lines and decoding keys, and the index's memory accesses (a table
-// of hundreds of megabytes, one cache miss per key). So one goroutine reads
-// and parses while the caller's goroutine fills the index, batch by batch,
-// in file order.
+// Profiles of Open on 10 million lines showed two costs: parsing lines and
+// decoding keys, about two thirds, and the index's memory accesses (a table
+// of hundreds of megabytes, one cache miss per key), one third. So a large
+// journal is parsed on every core while the caller's goroutine fills the
+// index, chunk by chunk, in file order (see loadParallel); a small one is
+// read on the caller's goroutine alone.
 
 // loadBatch carries decoded keys with the offsets of their lines.
 type loadBatch[K comparable] struct {
@@ -24,10 +25,9 @@ type loadBatch[K comparable] struct {
 	arena keyArena
 }
 
-const (
-	loadBatchSize = 2048
-	loadBatches   = 32 // in flight between the two goroutines
-)
+// loadBatchSize is the number of keys whose table words the index reads
+// ahead at once (see index.upsertBatch).
+const loadBatchSize = 2048
 
 func newLoadBatch[K comparable]() *loadBatch[K] {
 	return &loadBatch[K]{
@@ -38,46 +38,42 @@ func newLoadBatch[K comparable]() *loadBatch[K] {
 }
 
 // loadJournal reads j (repairing a torn tail, see journal.load) and calls add
-// with the offset and index slot of every record's key, in file order. It
-// returns once the reading goroutine has ended.
+// with the offset and index slot of every record's key, in file order, on
+// the caller's goroutine. Any goroutine it starts has ended when it returns.
 func (r *Runner[K, T]) loadJournal(j *journal, add func(off int64, sp *slot)) error {
-	full := make(chan *loadBatch[K], loadBatches)
-	free := make(chan *loadBatch[K], loadBatches)
-	for range loadBatches {
-		free <- newLoadBatch[K]()
-	}
-	errc := make(chan error, 1)
-	hash := r.index.hash
-	go func() {
-		defer close(full)
-		b := <-free
-		err := j.load(r.log, func(off int64, rec record) error {
-			k, err := r.keys.keep(rec.key, &b.arena)
-			if err != nil {
-				return err // journal.load names the file and line
-			}
-			b.keys = append(b.keys, k)
-			b.offs = append(b.offs, off)
-			b.hashes = append(b.hashes, hash(k)) // here, while k is in this core's cache
-			if len(b.keys) == loadBatchSize {
-				full <- b
-				b = <-free
-			}
-			return nil
-		})
-		if len(b.keys) > 0 {
-			full <- b
+	if size, err := fileSize(j.f); err == nil {
+		if p := loadHelpers(size); p > 0 {
+			return r.loadParallel(j, size, p, loadChunkSize, loadReadSize, add)
 		}
-		errc <- err
-	}()
-	for b := range full {
+	}
+	return r.loadSequential(j, add)
+}
+
+// loadSequential is loadJournal on the caller's goroutine alone.
+func (r *Runner[K, T]) loadSequential(j *journal, add func(off int64, sp *slot)) error {
+	b := newLoadBatch[K]()
+	hash := r.index.hash
+	flush := func() {
 		r.index.upsertBatch(b.keys, b.hashes, func(i int, sp *slot) { add(b.offs[i], sp) })
 		clear(b.keys) // let go of string keys: the index copied what it keeps
 		b.keys, b.offs, b.hashes = b.keys[:0], b.offs[:0], b.hashes[:0]
 		b.arena.block = b.arena.block[:0]
-		free <- b
 	}
-	return <-errc
+	err := j.load(r.log, func(off int64, rec record) error {
+		k, err := r.keys.keep(rec.key, &b.arena)
+		if err != nil {
+			return err // journal.load names the file and line
+		}
+		b.keys = append(b.keys, k)
+		b.offs = append(b.offs, off)
+		b.hashes = append(b.hashes, hash(k))
+		if len(b.keys) == loadBatchSize {
+			flush()
+		}
+		return nil
+	})
+	flush()
+	return err
 }
 
 // resultIsNewer reports whether the result line at resOff came after the
