@@ -237,11 +237,11 @@ func growthRows(rows []row) []row {
 			RefLabel: "small set", Ref: perSmall, Ratio: perBig / perSmall, Target: "≤ 1.5×", Pass: perBig/perSmall <= 1.5,
 			Note: "linear growth: the cost per line stays flat from the small set to the large one (10× the keys)",
 		})
-		hb, ok1 := find("open-"+kind, "Heap after Open")
-		hs, ok2 := find("open-"+kind+"-small", "Heap after Open")
+		hb, ok1 := find("open-"+kind, "Memory after Open")
+		hs, ok2 := find("open-"+kind+"-small", "Memory after Open")
 		if ok1 && ok2 {
 			out = append(out, row{
-				Figure: fmt.Sprintf("Heap per key after Open, %s keys, large vs small set", kindName(kind)), Value: hb.Value, Unit: "B/key",
+				Figure: fmt.Sprintf("Memory per key after Open, %s keys, large vs small set", kindName(kind)), Value: hb.Value, Unit: "B/key",
 				RefLabel: "small set", Ref: hs.Value, Ratio: hb.Value / hs.Value, Target: "≤ 1.5×", Pass: hb.Value/hs.Value <= 1.5,
 			})
 		}
