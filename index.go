@@ -30,8 +30,10 @@ import (
 //     takes one key at a time. Iterate over items in another order does the
 //     same for lookups (see touchSlots, index_ahead.go).
 //   - Huge pages. On Linux the tables' chunks are 2 MiB of memory mapped
-//     apart from the Go heap and marked for transparent huge pages, so that
-//     a random lookup does not also miss the TLB (index_mem_linux.go).
+//     apart from the Go heap, and those Open sizes are marked for
+//     transparent huge pages, so that a random lookup does not also miss the
+//     TLB (index_mem_linux.go). A growth's chunks are not: their first fault
+//     would land in a save, and a huge page's may compact memory first.
 //
 // No save ever waits for the index to be rebuilt (round 2 of the
 // performance work; a doubling used to stop every save for 0.6 s at 12

@@ -222,7 +222,12 @@ func figureOpen(d dataSet, jsonLines int, large bool) ([]row, error) {
 	size := sizeLabel(d.n)
 	rows := []row{{Figure: fmt.Sprintf("Open, %s lines, %s keys", size, kind), Value: rate, Unit: "lines/s"}}
 	if large {
-		rows[0].Target, rows[0].Pass = "≥ 4M/s", rate >= 4e6
+		// Round 1's target, raised to 6M/s for int64 keys by issue 14.
+		target := 4e6
+		if !d.strings {
+			target = 6e6
+		}
+		rows[0].Target, rows[0].Pass = fmt.Sprintf("≥ %.0fM/s", target/1e6), rate >= target
 	}
 	if jsonLines > 0 {
 		jrate, err := best(2, func() (float64, error) { return jsonDecodeRate(d.path(), jsonLines, d.strings) })
