@@ -174,9 +174,8 @@ func editOf(dir, name string, files func(*editor) []string, change func(*editor)
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	defer lock.Close()
-	for _, p := range pipelineLocks(dir, name) {
-		pipe := strings.TrimSuffix(filepath.Base(p), ".lock")
-		l, err := lockFile(p)
+	for _, pipe := range pipelinesOf(dir, name) {
+		l, err := lockFile(lockPath(dir, pipe))
 		if err != nil {
 			if errors.Is(err, ErrLocked) {
 				return fmt.Errorf("checkpoint: %q in %s may be a step of pipeline %q, which a running job holds; try again when it ends: %w", name, dir, pipe, ErrLocked)

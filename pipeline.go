@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -189,39 +188,38 @@ func pipelineFiles(dir, name string) ([]string, error) {
 	return files, nil
 }
 
-// pipelineLocks returns the lock files that may guard the checkpoint called
-// name as a pipeline's step. A step takes no lock of its own (one lock per
-// pipeline), so a change of the step alone (Retry, Forget, Compact, Reset)
-// must also take the lock of the pipeline it may belong to: each name
-// before a dot of name ("a" and "a.b" for "a.b.c") whose lock file exists.
-// That is a superset on purpose: whether a step is listed in the pipeline's
-// file is decided by the pipeline after it opens the step, too late to
-// rely on, and a lock file is there from OpenPipeline on.
-func pipelineLocks(dir, name string) []string {
-	var locks []string
+// pipelinesOf returns the names of the pipelines that may hold the
+// checkpoint called name as a step: each name before a dot of name ("a" and
+// "a.b" for "a.b.c") whose lock file exists. A step takes no lock of its
+// own (one lock per pipeline), so a change of the step alone (Retry,
+// Forget, Compact, Reset) must also take those locks. That is a superset on
+// purpose: whether a step is listed in the pipeline's file is decided by
+// the pipeline after it opens the step, too late to rely on, and a lock
+// file is there from OpenPipeline on.
+func pipelinesOf(dir, name string) []string {
+	var pipes []string
 	for i, c := range name {
-		if c != '.' || i == 0 {
-			continue
-		}
-		p := filepath.Join(dir, name[:i]+".lock")
-		if _, err := os.Stat(p); err == nil {
-			locks = append(locks, p)
+		if c == '.' && i > 0 {
+			if _, err := os.Stat(lockPath(dir, name[:i])); err == nil {
+				pipes = append(pipes, name[:i])
+			}
 		}
 	}
-	return locks
+	return pipes
 }
+
+func lockPath(dir, name string) string { return filepath.Join(dir, name+".lock") }
 
 // stepRunning reports whether the checkpoint called name is a step of a
 // pipeline that is running now: one listed in a pipeline's file, whose lock
 // a process holds.
 func stepRunning(dir, name string) (bool, error) {
-	for _, lock := range pipelineLocks(dir, name) {
-		pipe := strings.TrimSuffix(filepath.Base(lock), ".lock")
+	for _, pipe := range pipelinesOf(dir, name) {
 		steps, err := readPipelineFile(filepath.Join(dir, pipe+"_pipeline.json"))
 		if err != nil || !slices.Contains(steps, name[len(pipe)+1:]) {
 			continue
 		}
-		if held, err := lockHeld(lock); held || err != nil {
+		if held, err := lockHeld(lockPath(dir, pipe)); held || err != nil {
 			return held, err
 		}
 	}

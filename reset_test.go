@@ -33,11 +33,30 @@ func resetFixture(t *testing.T, dir string) []string {
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "job_snapshots", "s1"), 0o755))
 	names := []string{"job_results.jsonl", "job_errors.jsonl", "job_meta.json", "job_runs.jsonl",
 		"job_metrics.jsonl", "job_flow.json", "job_inflight", "job_crashes.json", "job_flow.running", "job_snapshots"}
+	requireFiles(t, dir, names, "fixture lacks")
+	return names
+}
+
+// requireFiles fails unless every one of names is in dir.
+func requireFiles(t *testing.T, dir string, names []string, msg string) {
+	t.Helper()
 	for _, n := range names {
 		_, err := os.Lstat(filepath.Join(dir, n))
-		require.NoError(t, err, "fixture lacks %s", n)
+		require.NoError(t, err, "%s %s", msg, n)
 	}
-	return names
+}
+
+// requireMoved fails unless reset left none of names in dir and, with
+// backup, put every one of them in bak.
+func requireMoved(t *testing.T, dir, bak string, names []string, backup bool) {
+	t.Helper()
+	for _, n := range names {
+		_, err := os.Lstat(filepath.Join(dir, n))
+		require.ErrorIs(t, err, os.ErrNotExist, "%s left behind by reset", n)
+	}
+	if backup {
+		requireFiles(t, bak, names, "not in the backup:")
+	}
 }
 
 func TestResetMovesEveryFileOfTheName(t *testing.T) {
@@ -47,14 +66,7 @@ func TestResetMovesEveryFileOfTheName(t *testing.T) {
 			names := resetFixture(t, dir)
 			bak, err := checkpoint.Reset(dir, "job", backup)
 			require.NoError(t, err)
-			for _, n := range names {
-				_, err := os.Lstat(filepath.Join(dir, n))
-				require.ErrorIs(t, err, os.ErrNotExist, "%s left behind by reset", n)
-				if backup {
-					_, err := os.Lstat(filepath.Join(bak, n))
-					require.NoError(t, err, "%s not in the backup", n)
-				}
-			}
+			requireMoved(t, dir, bak, names, backup)
 			if backup {
 				// The old run history (the runner's run, the flow's run)
 				// stays readable in the backup.
@@ -127,10 +139,7 @@ func pipelineFixture(t *testing.T, dir string) []string {
 	for _, step := range []string{"pipe.fetch", "pipe.label"} {
 		names = append(names, step+"_results.jsonl", step+"_errors.jsonl", step+"_meta.json")
 	}
-	for _, n := range names {
-		_, err := os.Lstat(filepath.Join(dir, n))
-		require.NoError(t, err, "fixture lacks %s", n)
-	}
+	requireFiles(t, dir, names, "fixture lacks")
 	return names
 }
 
@@ -144,14 +153,7 @@ func TestResetPipeline(t *testing.T) {
 			names := pipelineFixture(t, dir)
 			bak, err := checkpoint.Reset(dir, "pipe", backup)
 			require.NoError(t, err)
-			for _, n := range names {
-				_, err := os.Lstat(filepath.Join(dir, n))
-				require.ErrorIs(t, err, os.ErrNotExist, "%s left behind by reset", n)
-				if backup {
-					_, err := os.Lstat(filepath.Join(bak, n))
-					require.NoError(t, err, "%s not in the backup", n)
-				}
-			}
+			requireMoved(t, dir, bak, names, backup)
 			p, err := checkpoint.OpenPipeline[int]("pipe", checkpoint.WithDir(dir), quiet)
 			require.NoError(t, err)
 			defer p.Close()
