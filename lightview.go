@@ -11,7 +11,6 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
-	"time"
 	"unsafe"
 )
 
@@ -174,7 +173,7 @@ func (v *lightView) indexJournal(ctx context.Context, j *journal, isResult bool)
 		default:
 			// The key failed before: the result wins unless the error is
 			// newer (the two files are ordered only by their timestamps).
-			errTS, ok1 := v.timeAt(v.errors, sp.offset())
+			errTS, ok1 := v.errors.timeAt(sp.offset())
 			resTS, ok2 := parseTimestamp(rec.ts)
 			if ok1 && ok2 && resTS.Before(errTS) {
 				v.supersededResults++
@@ -268,15 +267,6 @@ func rebaseRecord(rec record, from, to []byte) record {
 	}
 	rec.key, rec.body, rec.ts = at(rec.key), at(rec.body), at(rec.ts)
 	return rec
-}
-
-// timeAt is the timestamp of the line at off in j.
-func (v *lightView) timeAt(j *journal, off int64) (time.Time, bool) {
-	line, err := j.readLine(off)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return lineTime(line)
 }
 
 // upsert returns the slot of the key whose canonical form is canon, adding

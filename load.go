@@ -81,21 +81,9 @@ func (r *Runner[K, T]) loadSequential(j *journal, add func(off int64, sp *slot))
 // the only order between them; a tie goes to the result. It reads both lines
 // again: this happens only for keys that failed before they succeeded.
 func (r *Runner[K, T]) resultIsNewer(resOff, errOff int64) bool {
-	errTime, ok1 := r.timeAt(r.errors, errOff)
-	resTime, ok2 := r.timeAt(r.results, resOff)
+	errTime, ok1 := r.errors.timeAt(errOff)
+	resTime, ok2 := r.results.timeAt(resOff)
 	return !ok1 || !ok2 || !resTime.Before(errTime)
-}
-
-func (r *Runner[K, T]) timeAt(j *journal, off int64) (time.Time, bool) {
-	line, err := j.readLine(off)
-	if err != nil {
-		return time.Time{}, false
-	}
-	rec, ok := parseRecord(line)
-	if !ok {
-		return time.Time{}, false
-	}
-	return parseTimestamp(rec.ts)
 }
 
 // load opens the journals and builds the index. Errors come first so that a

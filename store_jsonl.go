@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 )
 
 // appendFile is what a journal needs from its file. *os.File is the real
@@ -79,6 +80,15 @@ func (j *journal) append(line []byte) (int64, error) {
 }
 
 // readLine returns the line that starts at off, without its newline.
+// timeAt is the timestamp of the line at off in j (see lineTime).
+func (j *journal) timeAt(off int64) (time.Time, bool) {
+	line, err := j.readLine(off)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return lineTime(line)
+}
+
 func (j *journal) readLine(off int64) ([]byte, error) {
 	buf := make([]byte, 512)
 	var line []byte
