@@ -16,7 +16,7 @@ import (
 
 type lsRow struct {
 	Name        string   `json:"name"`
-	Kind        string   `json:"kind"` // "checkpoint" or "flow"
+	Kind        string   `json:"kind"` // "checkpoint", "flow" or "pipeline"
 	Completed   int      `json:"completed"`
 	Failed      int      `json:"failed"`
 	Total       int      `json:"total"`
@@ -30,11 +30,13 @@ func newLsCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List the checkpoints in the folder",
-		Long: `ls prints one row per checkpoint and per flow in the folder (a flow's
-counts are its steps): completed and failed keys,
-the last update, "running" when a job holds the checkpoint's lock now (for
-a flow, while it is open; shown on Linux, where the kernel lists locks), and
-the size of its files. It never takes a lock.`,
+		Long: `ls prints one row per checkpoint, flow and pipeline in the folder:
+completed and failed keys, the last update, "running" when a job holds the
+checkpoint's lock now (for a flow or a pipeline, while it is open; shown on
+Linux, where the kernel lists locks), and the size of its files. A flow's
+counts are its steps. A pipeline's are its steps' added up, as the web view
+shows them; each of its steps also has a row of its own, NAME.STEP. It
+never takes a lock.`,
 		Example: `  checkpoint ls --dir checkpoints
   checkpoint ls --json | jq -r 'select(.failed > 0) | .name'`,
 		Args: cobra.NoArgs,
@@ -61,6 +63,9 @@ the size of its files. It never takes a lock.`,
 			flows, err := flowRows(e.dir, list)
 			errs = append(errs, err)
 			rows = append(rows, flows...)
+			pipelines, err := pipelineRows(e.dir, rows)
+			errs = append(errs, err)
+			rows = append(rows, pipelines...)
 			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			if asJSON {
 				out := newJSONLines(e.stdout)
@@ -147,4 +152,55 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 		rows = append(rows, r)
 	}
 	return rows, errors.Join(errs...)
+}
+
+// pipelineRows lists the pipelines in dir (NAME_pipeline.json) that have no
+// row yet. rows must hold the checkpoints' rows: a pipeline's counts, last
+// update and size are its steps' (each a checkpoint NAME.STEP) added up, as
+// the web view adds them; it is running while it holds NAME.lock.
+func pipelineRows(dir string, rows []lsRow) ([]lsRow, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]lsRow{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	var out []lsRow
+	var errs []error
+	locks := heldLocks()
+	for _, ent := range entries {
+		name, ok := strings.CutSuffix(ent.Name(), "_pipeline.json")
+		if _, dup := byName[name]; !ok || name == "" || !ent.Type().IsRegular() || dup {
+			continue
+		}
+		steps, err := checkpoint.ReadPipelineSteps(dir, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r := lsRow{Name: name, Kind: "pipeline"}
+		if fi, err := ent.Info(); err == nil {
+			r.Size = fi.Size()
+		}
+		for _, step := range steps {
+			s, ok := byName[name+"."+step] // absent: a step listed but not started
+			if !ok {
+				continue
+			}
+			r.Completed += s.Completed
+			r.Failed += s.Failed
+			r.Total += s.Total
+			r.Size += s.Size
+			if time.Time(s.LastUpdated).After(time.Time(r.LastUpdated)) {
+				r.LastUpdated = s.LastUpdated
+			}
+		}
+		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
+			r.Running = locks.held(fi)
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
 }
