@@ -127,3 +127,27 @@ func fileSize(t *testing.T, path string) int64 {
 	require.NoError(t, err)
 	return fi.Size()
 }
+
+// A pipeline or a flow named where a checkpoint is wanted gets an error that
+// says what the name is and where its keys are, and nothing changes.
+func TestKeyCommandsOnPipelineOrFlow(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, makePipeline(t, dir).Close())
+	makeFlow(t, dir)
+	before := snapshot(t, dir)
+	for _, tc := range []struct {
+		name, want string
+	}{
+		{"docs", `"docs" in ` + dir + ` is a pipeline, not a checkpoint: each of its steps is one (docs.fetch, docs.label)`},
+		{"train", `"train" in ` + dir + ` is a flow: it has steps, not keys`},
+		{"nosuch", `no checkpoint "nosuch"`},
+	} {
+		for _, args := range [][]string{{"errors"}, {"results"}, {"watch"}, {"retry", "--all"}, {"compact"}, {"forget", "1"}} {
+			args := append(args[:1:1], append([]string{tc.name}, args[1:]...)...)
+			code, _, errOut := runCmd(t, append(args, "--dir", dir)...)
+			require.Equal(t, 1, code, "%v", args)
+			require.Contains(t, errOut, tc.want, "%v", args)
+		}
+	}
+	require.Equal(t, before, snapshot(t, dir), "nothing changed")
+}
