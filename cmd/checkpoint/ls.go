@@ -60,7 +60,7 @@ never takes a lock.`,
 				v.Close()
 				rows = append(rows, lsRow{in.Name, "checkpoint", in.Completed, in.Failed, in.Total, jsonTime(in.LastUpdated), in.Running, in.Size})
 			}
-			flows, err := flowRows(e.dir, list)
+			flows, err := flowRows(e.dir, rows)
 			errs = append(errs, err)
 			rows = append(rows, flows...)
 			pipelines, err := pipelineRows(e.dir, rows)
@@ -103,31 +103,15 @@ never takes a lock.`,
 	return cmd
 }
 
-// flowRows lists the flows in dir (NAME_flow.json) that are not also
-// checkpoints (those already have a row): their counts are steps.
-func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	isCheckpoint := map[string]bool{}
-	for _, n := range checkpoints {
-		isCheckpoint[n] = true
-	}
-	var rows []lsRow
-	var errs []error
-	locks := heldLocks() // a flow holds NAME.lock while it is open, as a Runner does
-	for _, ent := range entries {
-		name, ok := strings.CutSuffix(ent.Name(), "_flow.json")
-		if !ok || name == "" || !ent.Type().IsRegular() || isCheckpoint[name] {
-			continue
-		}
+// flowRows lists the flows in dir (NAME_flow.json) that have no row yet:
+// their counts are steps.
+func flowRows(dir string, rows []lsRow) ([]lsRow, error) {
+	return extraRows(dir, "_flow.json", rows, func(name string, r *lsRow) error {
 		steps, err := checkpoint.ReadFlowSteps(dir, name)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		r := lsRow{Name: name, Kind: "flow", Total: len(steps)}
+		r.Kind, r.Total = "flow", len(steps)
 		var last time.Time
 		for _, s := range steps {
 			switch s.Status {
@@ -143,47 +127,25 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 			}
 		}
 		r.LastUpdated = jsonTime(last)
-		if fi, err := os.Stat(filepath.Join(dir, ent.Name())); err == nil {
-			r.Size = fi.Size()
-		}
-		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
-			r.Running = locks.held(fi)
-		}
-		rows = append(rows, r)
-	}
-	return rows, errors.Join(errs...)
+		return nil
+	})
 }
 
 // pipelineRows lists the pipelines in dir (NAME_pipeline.json) that have no
 // row yet. rows must hold the checkpoints' rows: a pipeline's counts, last
 // update and size are its steps' (each a checkpoint NAME.STEP) added up, as
-// the web view adds them; it is running while it holds NAME.lock.
+// the web view adds them.
 func pipelineRows(dir string, rows []lsRow) ([]lsRow, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
 	byName := map[string]lsRow{}
 	for _, r := range rows {
 		byName[r.Name] = r
 	}
-	var out []lsRow
-	var errs []error
-	locks := heldLocks()
-	for _, ent := range entries {
-		name, ok := strings.CutSuffix(ent.Name(), "_pipeline.json")
-		if _, dup := byName[name]; !ok || name == "" || !ent.Type().IsRegular() || dup {
-			continue
-		}
+	return extraRows(dir, "_pipeline.json", rows, func(name string, r *lsRow) error {
 		steps, err := checkpoint.ReadPipelineSteps(dir, name)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		r := lsRow{Name: name, Kind: "pipeline"}
-		if fi, err := ent.Info(); err == nil {
-			r.Size = fi.Size()
-		}
+		r.Kind = "pipeline"
 		for _, step := range steps {
 			s, ok := byName[name+"."+step] // absent: a step listed but not started
 			if !ok {
@@ -196,6 +158,39 @@ func pipelineRows(dir string, rows []lsRow) ([]lsRow, error) {
 			if time.Time(s.LastUpdated).After(time.Time(r.LastUpdated)) {
 				r.LastUpdated = s.LastUpdated
 			}
+		}
+		return nil
+	})
+}
+
+// extraRows makes a row for each NAME in dir with a file NAME+suffix and no
+// row in rows yet, counted by count; it adds the size of that file, and is
+// running while a process holds NAME.lock (flows and pipelines hold it while
+// open, as a Runner does).
+func extraRows(dir, suffix string, rows []lsRow, count func(name string, r *lsRow) error) ([]lsRow, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	has := map[string]bool{}
+	for _, r := range rows {
+		has[r.Name] = true
+	}
+	var out []lsRow
+	var errs []error
+	locks := heldLocks()
+	for _, ent := range entries {
+		name, ok := strings.CutSuffix(ent.Name(), suffix)
+		if !ok || name == "" || !ent.Type().IsRegular() || has[name] {
+			continue
+		}
+		r := lsRow{Name: name}
+		if err := count(name, &r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if fi, err := ent.Info(); err == nil {
+			r.Size += fi.Size()
 		}
 		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
 			r.Running = locks.held(fi)
