@@ -23,12 +23,25 @@ func (e *env) inspect(name string) (*checkpoint.View, error) {
 	return v, e.explain(name, err)
 }
 
-// explain rewords the library's errors where the command knows better.
+// explain rewords the library's errors where the command knows better: a
+// name that is not a checkpoint may be a pipeline or a flow, which ls lists
+// too but which have no keys of their own.
 func (e *env) explain(name string, err error) error {
-	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
-		return fmt.Errorf("no checkpoint %q in %s (checkpoint ls --dir %s lists them)", name, e.dir, e.dir)
+	if !errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		return err
 	}
-	return err
+	if steps, perr := checkpoint.ReadPipelineSteps(e.dir, name); perr == nil {
+		names := make([]string, len(steps))
+		for i, s := range steps {
+			names[i] = name + "." + s
+		}
+		return fmt.Errorf("%q in %s is a pipeline, not a checkpoint: each of its steps is one (%s); checkpoint status %s shows them",
+			name, e.dir, strings.Join(names, ", "), name)
+	}
+	if _, ferr := checkpoint.ReadFlowSteps(e.dir, name); ferr == nil {
+		return fmt.Errorf("%q in %s is a flow: it has steps, not keys; checkpoint status %s shows them", name, e.dir, name)
+	}
+	return fmt.Errorf("no checkpoint %q in %s (checkpoint ls --dir %s lists them)", name, e.dir, e.dir)
 }
 
 // names lists the checkpoints in dir: every NAME with a NAME_results.jsonl,

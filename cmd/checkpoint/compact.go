@@ -23,7 +23,7 @@ runs.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			before, after, err := checkpoint.Compact(e.dir, args[0])
 			if err != nil {
-				return err
+				return e.explain(args[0], err)
 			}
 			saved := 0.0
 			if before > 0 {

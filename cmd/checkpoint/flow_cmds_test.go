@@ -71,9 +71,11 @@ func holdInChild(t *testing.T, helper, env, dir string) (release func()) {
 }
 
 type lsJSONRow struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"`
-	Running bool   `json:"running"`
+	Name              string `json:"name"`
+	Kind              string `json:"kind"`
+	Running           bool   `json:"running"`
+	Completed, Failed int
+	Size              int64
 }
 
 // lsRows runs ls --json and returns its rows by name.

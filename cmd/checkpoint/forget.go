@@ -20,7 +20,7 @@ It takes the checkpoint's lock and refuses if a job runs.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := checkpoint.Forget(e.dir, args[0], args[1:]...)
 			if err != nil {
-				return fmt.Errorf("%w; nothing changed", err)
+				return fmt.Errorf("%w; nothing changed", e.explain(args[0], err))
 			}
 			fmt.Fprintf(e.stdout, "forget: removed the outcomes of %s of %s\n", plural(n, "key"), args[0])
 			return nil

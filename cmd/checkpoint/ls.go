@@ -16,7 +16,7 @@ import (
 
 type lsRow struct {
 	Name        string   `json:"name"`
-	Kind        string   `json:"kind"` // "checkpoint" or "flow"
+	Kind        string   `json:"kind"` // "checkpoint", "flow" or "pipeline"
 	Completed   int      `json:"completed"`
 	Failed      int      `json:"failed"`
 	Total       int      `json:"total"`
@@ -30,11 +30,13 @@ func newLsCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List the checkpoints in the folder",
-		Long: `ls prints one row per checkpoint and per flow in the folder (a flow's
-counts are its steps): completed and failed keys,
-the last update, "running" when a job holds the checkpoint's lock now (for
-a flow, while it is open; shown on Linux, where the kernel lists locks), and
-the size of its files. It never takes a lock.`,
+		Long: `ls prints one row per checkpoint, flow and pipeline in the folder:
+completed and failed keys, the last update, "running" when a job holds the
+checkpoint's lock now (for a flow or a pipeline, while it is open; shown on
+Linux, where the kernel lists locks), and the size of its files. A flow's
+counts are its steps. A pipeline's are its steps' added up, as the web view
+shows them; each of its steps also has a row of its own, NAME.STEP. It
+never takes a lock.`,
 		Example: `  checkpoint ls --dir checkpoints
   checkpoint ls --json | jq -r 'select(.failed > 0) | .name'`,
 		Args: cobra.NoArgs,
@@ -58,9 +60,12 @@ the size of its files. It never takes a lock.`,
 				v.Close()
 				rows = append(rows, lsRow{in.Name, "checkpoint", in.Completed, in.Failed, in.Total, jsonTime(in.LastUpdated), in.Running, in.Size})
 			}
-			flows, err := flowRows(e.dir, list)
+			flows, err := flowRows(e.dir, rows)
 			errs = append(errs, err)
 			rows = append(rows, flows...)
+			pipelines, err := pipelineRows(e.dir, rows)
+			errs = append(errs, err)
+			rows = append(rows, pipelines...)
 			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			if asJSON {
 				out := newJSONLines(e.stdout)
@@ -98,31 +103,15 @@ the size of its files. It never takes a lock.`,
 	return cmd
 }
 
-// flowRows lists the flows in dir (NAME_flow.json) that are not also
-// checkpoints (those already have a row): their counts are steps.
-func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	isCheckpoint := map[string]bool{}
-	for _, n := range checkpoints {
-		isCheckpoint[n] = true
-	}
-	var rows []lsRow
-	var errs []error
-	locks := heldLocks() // a flow holds NAME.lock while it is open, as a Runner does
-	for _, ent := range entries {
-		name, ok := strings.CutSuffix(ent.Name(), "_flow.json")
-		if !ok || name == "" || !ent.Type().IsRegular() || isCheckpoint[name] {
-			continue
-		}
+// flowRows lists the flows in dir (NAME_flow.json) that have no row yet:
+// their counts are steps.
+func flowRows(dir string, rows []lsRow) ([]lsRow, error) {
+	return extraRows(dir, "_flow.json", rows, func(name string, r *lsRow) error {
 		steps, err := checkpoint.ReadFlowSteps(dir, name)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		r := lsRow{Name: name, Kind: "flow", Total: len(steps)}
+		r.Kind, r.Total = "flow", len(steps)
 		var last time.Time
 		for _, s := range steps {
 			switch s.Status {
@@ -138,13 +127,75 @@ func flowRows(dir string, checkpoints []string) ([]lsRow, error) {
 			}
 		}
 		r.LastUpdated = jsonTime(last)
-		if fi, err := os.Stat(filepath.Join(dir, ent.Name())); err == nil {
-			r.Size = fi.Size()
+		return nil
+	})
+}
+
+// pipelineRows lists the pipelines in dir (NAME_pipeline.json) that have no
+// row yet. rows must hold the checkpoints' rows: a pipeline's counts, last
+// update and size are its steps' (each a checkpoint NAME.STEP) added up, as
+// the web view adds them.
+func pipelineRows(dir string, rows []lsRow) ([]lsRow, error) {
+	byName := map[string]lsRow{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	return extraRows(dir, "_pipeline.json", rows, func(name string, r *lsRow) error {
+		steps, err := checkpoint.ReadPipelineSteps(dir, name)
+		if err != nil {
+			return err
+		}
+		r.Kind = "pipeline"
+		for _, step := range steps {
+			s, ok := byName[name+"."+step] // absent: a step listed but not started
+			if !ok {
+				continue
+			}
+			r.Completed += s.Completed
+			r.Failed += s.Failed
+			r.Total += s.Total
+			r.Size += s.Size
+			if time.Time(s.LastUpdated).After(time.Time(r.LastUpdated)) {
+				r.LastUpdated = s.LastUpdated
+			}
+		}
+		return nil
+	})
+}
+
+// extraRows makes a row for each NAME in dir with a file NAME+suffix and no
+// row in rows yet, counted by count; it adds the size of that file, and is
+// running while a process holds NAME.lock (flows and pipelines hold it while
+// open, as a Runner does).
+func extraRows(dir, suffix string, rows []lsRow, count func(name string, r *lsRow) error) ([]lsRow, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	has := map[string]bool{}
+	for _, r := range rows {
+		has[r.Name] = true
+	}
+	var out []lsRow
+	var errs []error
+	locks := heldLocks()
+	for _, ent := range entries {
+		name, ok := strings.CutSuffix(ent.Name(), suffix)
+		if !ok || name == "" || !ent.Type().IsRegular() || has[name] {
+			continue
+		}
+		r := lsRow{Name: name}
+		if err := count(name, &r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if fi, err := ent.Info(); err == nil {
+			r.Size += fi.Size()
 		}
 		if fi, err := os.Stat(filepath.Join(dir, name+".lock")); err == nil {
 			r.Running = locks.held(fi)
 		}
-		rows = append(rows, r)
+		out = append(out, r)
 	}
-	return rows, errors.Join(errs...)
+	return out, errors.Join(errs...)
 }

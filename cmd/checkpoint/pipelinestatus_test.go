@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/checkpoint-go/checkpoint"
@@ -90,4 +91,63 @@ func TestStatusOfPipeline(t *testing.T) {
 	code, out, errOut = runCmd(t, "status", "docs.fetch", "--dir", dir)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "completed    3")
+}
+
+// ls has a row for a pipeline, with its steps' counts added up, as well as
+// one for each step; the pipeline runs while it is open (on Linux, where
+// ls can see locks).
+func TestLsPipeline(t *testing.T) {
+	dir := t.TempDir()
+	p := makePipeline(t, dir)
+	check := func(running bool) {
+		t.Helper()
+		rows := lsRows(t, dir)
+		got, ok := rows["docs"]
+		require.True(t, ok, "no row for the pipeline: %v", rows)
+		require.Equal(t, "pipeline", got.Kind)
+		require.Equal(t, [2]int{4, 2}, [2]int{got.Completed, got.Failed}, "completed, failed: fetch 3+0, label 1+2")
+		require.Equal(t, rows["docs.fetch"].Size+rows["docs.label"].Size, got.Size-fileSize(t, filepath.Join(dir, "docs_pipeline.json")))
+		require.Equal(t, [2]int{1, 2}, [2]int{rows["docs.label"].Completed, rows["docs.label"].Failed}, "the step keeps its own row")
+		if runtime.GOOS == "linux" {
+			require.Equal(t, running, got.Running, "running")
+		}
+	}
+	check(true)
+	require.NoError(t, p.Close())
+	check(false)
+
+	code, out, errOut := runCmd(t, "ls", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^docs\s+pipeline\s+4\s+2\s`, out)
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	return fi.Size()
+}
+
+// A pipeline or a flow named where a checkpoint is wanted gets an error that
+// says what the name is and where its keys are, and nothing changes.
+func TestKeyCommandsOnPipelineOrFlow(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, makePipeline(t, dir).Close())
+	makeFlow(t, dir)
+	before := snapshot(t, dir)
+	for _, tc := range []struct {
+		name, want string
+	}{
+		{"docs", `"docs" in ` + dir + ` is a pipeline, not a checkpoint: each of its steps is one (docs.fetch, docs.label)`},
+		{"train", `"train" in ` + dir + ` is a flow: it has steps, not keys`},
+		{"nosuch", `no checkpoint "nosuch"`},
+	} {
+		for _, args := range [][]string{{"errors"}, {"results"}, {"watch"}, {"retry", "--all"}, {"compact"}, {"forget", "1"}} {
+			args := append(args[:1:1], append([]string{tc.name}, args[1:]...)...)
+			code, _, errOut := runCmd(t, append(args, "--dir", dir)...)
+			require.Equal(t, 1, code, "%v", args)
+			require.Contains(t, errOut, tc.want, "%v", args)
+		}
+	}
+	require.Equal(t, before, snapshot(t, dir), "nothing changed")
 }

@@ -56,7 +56,7 @@ error message). It takes the checkpoint's lock and refuses if a job runs.`,
 				return re == nil || re.MatchString(f.Error)
 			})
 			if err != nil {
-				return err
+				return e.explain(name, err)
 			}
 			fmt.Fprintf(e.stdout, "retry: %s of %s eligible again (the next run does them)\n", plural(n, "key"), name)
 			return nil

@@ -153,7 +153,11 @@ func (s *fsSource) Experiment(ctx context.Context, name string) (experimentDetai
 	case "pipeline":
 		_, d.Steps = s.pipelineRow(name)
 	}
-	d.Progress, d.Sampled = s.progress(name)
+	if d.Kind == "pipeline" {
+		d.Progress, d.Sampled = s.stepsProgress(name, d.Steps)
+	} else {
+		d.Progress, d.Sampled = s.progress(name)
+	}
 	d.Runs = []runInfo{}
 	runs, err := checkpoint.ReadRuns(s.dir, name)
 	if err != nil {

@@ -118,6 +118,21 @@ func (s *fsSource) progress(name string) ([]progressPoint, bool) {
 	return mergeProgress(series), sampled
 }
 
+// stepsProgress is a pipeline's progress: the records its steps (each a
+// checkpoint NAME.STEP) saved over time, added up, as its counts are.
+func (s *fsSource) stepsProgress(name string, steps []stepInfo) ([]progressPoint, bool) {
+	var series [][]progressPoint
+	sampled := false
+	for _, st := range steps {
+		p, smp := s.progress(name + "." + st.Name)
+		if len(p) > 0 {
+			series = append(series, p)
+		}
+		sampled = sampled || smp
+	}
+	return mergeProgress(series), sampled
+}
+
 func (s *fsSource) journalProgress(file string) ([]progressPoint, bool) {
 	f, err := s.root.Open(file)
 	if err != nil {

@@ -500,6 +500,11 @@ func TestServeFlowsAndPipelines(t *testing.T) {
 	if len(d.Steps) != 2 || d.Steps[0].Name != "generate" || d.Steps[0].Complete != 3 || d.Steps[0].Failed != 1 || d.Steps[0].Total != 4 {
 		t.Errorf("pipeline steps %+v (%s)", d.Steps, body)
 	}
+	// Its progress chart counts its steps' records: generate's 3 results
+	// and 1 error (judge has none).
+	if n := len(d.Progress); n == 0 || d.Progress[n-1].N != 4 {
+		t.Errorf("pipeline progress %+v, want it to end at 4 records", d.Progress)
+	}
 	if code, _ := getURL(t, srv.URL+"/api/experiments/prep/failures"); code != 200 {
 		t.Errorf("a flow's failures: %d", code)
 	}
