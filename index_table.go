@@ -150,6 +150,11 @@ func (t *table[S]) free(h uint64) *S {
 	for t.word(i) != 0 {
 		i = t.next(i)
 	}
+	return t.alloc(i)
+}
+
+// alloc returns slot i, allocating its chunk if needed.
+func (t *table[S]) alloc(i uint64) *S {
 	c := &t.chunks[i>>t.shift]
 	if *c == nil {
 		*c = t.newChunk(int(i>>t.shift), false)
@@ -176,15 +181,31 @@ func placeKey[K comparable](t *table[kslot[K]], k K, h uint64, p int, done bool)
 
 // findKey returns k's slot in the key table t, or nil.
 func findKey[K comparable](t *table[kslot[K]], k K, h uint64) *kslot[K] {
+	s, _ := probeKey(t, k, h)
+	return s
+}
+
+// probeKey returns k's slot in the key table t, or nil and the empty slot
+// the probe ended at, where k would be placed (see upsertHashed).
+func probeKey[K comparable](t *table[kslot[K]], k K, h uint64) (*kslot[K], uint64) {
 	for i := t.home(h); ; i = t.next(i) {
 		s := t.at(i)
 		if s == nil || s.w == 0 {
-			return nil
+			return nil, i
 		}
 		if s.key == k {
-			return s
+			return s, i
 		}
 	}
+}
+
+// addr returns the address of the home slot of hash h, for prefetch: 0 if
+// its chunk is not allocated (prefetch ignores any address it cannot use).
+func (t *table[S]) addr(h uint64) uintptr {
+	if s := t.at(t.home(h)); s != nil {
+		return uintptr(unsafe.Pointer(s))
+	}
+	return 0
 }
 
 // tableMem is where an index's table chunks come from: memory mapped apart
