@@ -466,11 +466,11 @@ func (x *index[K]) upsertHashed(k K, h uint64) *slot {
 		p := x.n
 		x.appendKey(k)
 		if x.kind == kindKey {
-			s := x.kcur.alloc(free)
+			s := x.kcur.slotFor(free)
 			s.key, s.w = k, uint64(p+1)
 			x.pend, x.pendW = p, &s.w
 		} else {
-			*x.cur.alloc(free) = h>>posBits<<posBits | uint64(p+1)
+			*x.cur.slotFor(free) = h>>posBits<<posBits | uint64(p+1)
 		}
 		return x.slotAt(p)
 	}

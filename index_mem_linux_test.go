@@ -40,17 +40,17 @@ func vmFlags(t *testing.T, addr uintptr) string {
 // checkpoint grew to 20M keys.
 func TestTableChunksHugePagesForOpenOnly(t *testing.T) {
 	for _, tt := range []struct {
-		touch bool
-		flag  string
+		huge bool
+		flag string
 	}{{true, " hg"}, {false, " nh"}} {
 		m := &tableMem{}
-		b, mapping := m.alloc(tableChunkBytes, tt.touch)
+		b, mapping := m.alloc(tableChunkBytes, tt.huge)
 		if b == nil {
 			t.Fatal("no mapped chunk on Linux")
 		}
 		flags := vmFlags(t, uintptr(unsafe.Pointer(unsafe.SliceData(mapping))))
 		if !strings.Contains(flags, tt.flag) {
-			t.Errorf("touch=%v: %q lacks%s", tt.touch, flags, tt.flag)
+			t.Errorf("huge=%v: %q lacks%s", tt.huge, flags, tt.flag)
 		}
 		m.freeAll()
 	}
