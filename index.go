@@ -25,10 +25,11 @@ import (
 //     Go map, not two (the table word, then the entry it points to). Other
 //     keys (strings, structs) keep a table of 8-byte words that point to
 //     their entries (see table).
-//   - Batches. Open inserts keys in batches whose table slots it reads
-//     first, so that their cache misses overlap (see upsertBatch); a map
-//     takes one key at a time. Iterate over items in another order does the
-//     same for lookups (see touchSlots, index_ahead.go).
+//   - Reading ahead. Open inserts keys in batches and prefetches each
+//     key's table slot a few dozen keys before its upsert, so that the
+//     cache misses overlap (see upsertBatch); a map takes one key at a
+//     time. Iterate over items in another order reads ahead for its
+//     lookups too (see touchSlots, index_ahead.go).
 //   - Huge pages. On Linux the tables' chunks are 2 MiB of memory mapped
 //     apart from the Go heap, and those Open sizes are marked for
 //     transparent huge pages, so that a random lookup does not also miss the

@@ -56,3 +56,35 @@ func benchIndexOpenUpsert[K comparable](b *testing.B, n int, key func(int) K) {
 	b.ReportMetric(float64(resetT.Nanoseconds())/float64(b.N)/float64(n), "reset-ns/key")
 	b.ReportMetric(float64(upsertT.Nanoseconds())/float64(b.N)/float64(n), "upsert-ns/key")
 }
+
+// BenchmarkOpenCPU is BenchmarkOpen at 10M lines, reporting besides the
+// wall clock the CPU time Open used on all its goroutines per line
+// (cpu-ns/line): on a shared machine, the figure that other processes'
+// turns inflate least.
+func BenchmarkOpenCPU(b *testing.B) {
+	const n = 10_000_000
+	dir := b.TempDir()
+	writeBenchResults(b, dir, "ints", n, func(i int) int64 { return int64(i) })
+	writeBenchResults(b, dir, "strings", n, benchStringKey)
+	b.Run("int64", func(b *testing.B) { benchOpenCPU[int64](b, dir, "ints", n) })
+	b.Run("string", func(b *testing.B) { benchOpenCPU[string](b, dir, "strings", n) })
+}
+
+func benchOpenCPU[K comparable](b *testing.B, dir, name string, n int) {
+	var cpu time.Duration
+	for b.Loop() {
+		start := cpuTime()
+		r, err := Open[K, benchRecord](name, WithDir(dir), WithLogger(quietLog))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu += cpuTime() - start
+		b.StopTimer()
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	perSecond(b, n, "lines/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(n), "cpu-ns/line")
+}
