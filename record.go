@@ -170,46 +170,6 @@ func parseRecord(line []byte) (rec record, ok bool) {
 	return rec, true
 }
 
-// scanBody reports whether b's brackets and strings close (see balanced, of
-// which it is a copy with one more check), and whether a string at its top
-// level is followed by a colon and reads "key" or holds an escape (which
-// might spell "key"): a field that encoding/json would take as the line's
-// key, after the one the fast paths read.
-func scanBody(b []byte) (whole, keyField bool) {
-	depth, low := 0, 0
-	i := 0
-	for {
-		for ; i < len(b) && b[i] != '"'; i++ {
-			depth += int(depthDelta[b[i]])
-			low = min(low, depth)
-		}
-		if i == len(b) {
-			return low >= 0 && depth == 0, keyField
-		}
-		start, escaped := i, false
-		for i++; ; i++ {
-			for i < len(b) && !stringEnd[b[i]] {
-				i++
-			}
-			if i >= len(b) {
-				return false, keyField
-			}
-			if b[i] == '"' {
-				break
-			}
-			escaped = true
-			i++
-		}
-		i++
-		if depth == 0 {
-			if j := skipSpace(b, i); j < len(b) && b[j] == ':' &&
-				(escaped || string(b[start:i]) == `"key"`) {
-				keyField = true
-			}
-		}
-	}
-}
-
 // parseRecordFast reads the key and checks the line's framing: it must end in
 // a complete timestamp field, which a line cut short by a crash does not have.
 func parseRecordFast(b []byte) (rec record, ok bool) {
