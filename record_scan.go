@@ -14,14 +14,28 @@ import (
 // Open runs it on every line, where scanBodyBytes was the largest single
 // function in the profile (~90 ns of a 100-byte result), most of it
 // mispredicted branches at the quotes and brackets, which come every few
-// bytes at places that differ from line to line. scanBody looks at 64 bytes
-// at a time instead, as bit masks (one bit a byte, see classify64: vector
-// compares on amd64) of the quotes, backslashes and brackets, and finds the
-// strings with bit arithmetic and no branch on the data: the bytes inside
-// strings are the running XOR of the quotes that are not escaped. Brackets
-// outside strings then change the depth by their count. Only where the depth
-// may reach zero (in a result, the block with its last byte) does it walk
-// the brackets one by one, to find where the depth is exactly zero (there a
+// bytes at places that differ from line to line. Where the CPU compares 16
+// or 32 bytes in one instruction (classifyVector: amd64), scanBlocks reads
+// 64 bytes at a time instead, as bit masks of the quotes, backslashes and
+// brackets (classify64), and finds the strings with bit arithmetic and no
+// branch on the data: ~2.5 times faster on such results. Elsewhere, and for
+// short bodies, scanBodyBytes reads them.
+func scanBody(b []byte) (whole, keyField bool) {
+	if !classifyVector || len(b) < scanBlockMin {
+		return scanBodyBytes(b)
+	}
+	return scanBlocks(b)
+}
+
+// scanBlockMin is the shortest body scanBody reads in blocks: below it,
+// copying the body into a block costs more than scanBodyBytes.
+const scanBlockMin = 16
+
+// scanBlocks is scanBody 64 bytes at a time. The bytes inside strings are
+// the running XOR of the quotes that are not escaped; brackets outside
+// strings change the depth by their count. Only where the depth may reach
+// zero (in a result, the block with its last byte) does it walk the
+// brackets one by one, to find where the depth is exactly zero (there a
 // string followed by a colon is a "key" field) or below.
 //
 // Its answers are scanBodyBytes' on every input (FuzzScanBody holds it to
@@ -31,16 +45,12 @@ import (
 // body with a backslash outside strings (not JSON) is handed to
 // scanBodyBytes whole. Until the first such backslash the two agree, so the
 // test for one is exact: a backslash where the masks say no string is open.
-func scanBody(b []byte) (whole, keyField bool) {
-	if len(b) < scanBlockMin {
-		return scanBodyBytes(b)
-	}
+func scanBlocks(b []byte) (whole, keyField bool) {
 	var (
 		depth int
 		neg   bool   // depth went below zero
 		inStr uint64 // all ones when the next block starts inside a string, else zero
 		esc   uint64 // 1 when the next block's first byte is escaped
-		tail  [64]byte
 	)
 	for i := 0; i < len(b); i += 64 {
 		var quote, bslash, open, shut uint64
@@ -56,6 +66,7 @@ func scanBody(b []byte) (whole, keyField bool) {
 			quote, bslash, open, shut = quote>>s, bslash>>s, open>>s, shut>>s
 		default:
 			// A body shorter than a block, copied out: never read past b.
+			var tail [64]byte
 			copy(tail[:], b)
 			quote, bslash, open, shut = classify64(&tail)
 		}
@@ -105,10 +116,6 @@ func scanBody(b []byte) (whole, keyField bool) {
 	}
 	return inStr == 0 && !neg && depth == 0, keyField
 }
-
-// scanBlockMin is the shortest body scanBody reads in blocks: below it,
-// copying the body into a block costs more than scanBodyBytes.
-const scanBlockMin = 16
 
 // prefixXOR returns, in each bit of m, the XOR of that bit and all bits below
 // it.

@@ -16,12 +16,12 @@ DATA scanBytes<>+0x40(SB)/8, $0x7d7d7d7d7d7d7d7d
 DATA scanBytes<>+0x48(SB)/8, $0x7d7d7d7d7d7d7d7d
 GLOBL scanBytes<>(SB), NOPTR+RODATA, $0x50
 
-// func classify64(p *[64]byte) (quote, bslash, open, shut uint64)
+// func classify64SSE2(p *[64]byte) (quote, bslash, open, shut uint64)
 //
 // Each 16 bytes: compare with each byte class (PCMPEQB gives 0xff where
 // equal), gather the bytes' top bits into 16 bits (PMOVMSKB), and put
 // them in place in the 64-bit masks.
-TEXT ·classify64(SB), NOSPLIT, $0-40
+TEXT ·classify64SSE2(SB), NOSPLIT, $0-40
 	MOVQ	p+0(FP), SI
 	MOVOU	scanBytes<>+0x00(SB), X8
 	MOVOU	scanBytes<>+0x10(SB), X9
@@ -113,6 +113,57 @@ TEXT ·classify64(SB), NOSPLIT, $0-40
 	SHLQ	$48, R11
 	ORQ	R11, DX
 
+	MOVQ	AX, quote+8(FP)
+	MOVQ	BX, bslash+16(FP)
+	MOVQ	CX, open+24(FP)
+	MOVQ	DX, shut+32(FP)
+	RET
+
+// func classify64AVX2(p *[64]byte) (quote, bslash, open, shut uint64)
+//
+// classify64SSE2 32 bytes at a time.
+TEXT ·classify64AVX2(SB), NOSPLIT, $0-40
+	MOVQ	p+0(FP), SI
+	VBROADCASTI128	scanBytes<>+0x00(SB), Y8
+	VBROADCASTI128	scanBytes<>+0x10(SB), Y9
+	VBROADCASTI128	scanBytes<>+0x20(SB), Y10
+	VBROADCASTI128	scanBytes<>+0x30(SB), Y11
+	VBROADCASTI128	scanBytes<>+0x40(SB), Y12
+	VMOVDQU	0(SI), Y0
+	VMOVDQU	32(SI), Y1
+
+	VPCMPEQB	Y8, Y0, Y2
+	VPMOVMSKB	Y2, AX
+	VPCMPEQB	Y8, Y1, Y3
+	VPMOVMSKB	Y3, R8
+	SHLQ	$32, R8
+	ORQ	R8, AX
+
+	VPCMPEQB	Y9, Y0, Y2
+	VPMOVMSKB	Y2, BX
+	VPCMPEQB	Y9, Y1, Y3
+	VPMOVMSKB	Y3, R9
+	SHLQ	$32, R9
+	ORQ	R9, BX
+
+	VPOR	Y10, Y0, Y0
+	VPOR	Y10, Y1, Y1
+
+	VPCMPEQB	Y11, Y0, Y2
+	VPMOVMSKB	Y2, CX
+	VPCMPEQB	Y11, Y1, Y3
+	VPMOVMSKB	Y3, R10
+	SHLQ	$32, R10
+	ORQ	R10, CX
+
+	VPCMPEQB	Y12, Y0, Y2
+	VPMOVMSKB	Y2, DX
+	VPCMPEQB	Y12, Y1, Y3
+	VPMOVMSKB	Y3, R11
+	SHLQ	$32, R11
+	ORQ	R11, DX
+
+	VZEROUPPER
 	MOVQ	AX, quote+8(FP)
 	MOVQ	BX, bslash+16(FP)
 	MOVQ	CX, open+24(FP)

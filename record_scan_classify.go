@@ -2,7 +2,8 @@ package checkpoint
 
 import "encoding/binary"
 
-// classify64Generic is classify64 in portable Go: 8 bytes at a time in a
+// classify64Generic is classify64 in portable Go, for the tests and for
+// the CPUs without vector compares in assembly: 8 bytes at a time in a
 // uint64 (SWAR), each byte compared by arithmetic that cannot carry into the
 // next, and the bytes' top bits gathered into 8 bits of the mask by a
 // multiplication.

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"strings"
@@ -138,12 +139,131 @@ func TestScanBodyMatchesReference(t *testing.T) {
 	}
 }
 
+// checkScanBody checks scanBody, and scanBlocks (which scanBody skips on
+// short bodies, and on CPUs without vector compares), against the
+// reference.
 func checkScanBody(t *testing.T, b []byte) {
 	t.Helper()
-	w, k := scanBody(b)
 	rw, rk := scanBodyReference(b)
-	if w != rw || k != rk {
-		t.Fatalf("scanBody(%q) = %v, %v; the reference says %v, %v", b, w, k, rw, rk)
+	for _, f := range []struct {
+		name string
+		fn   func([]byte) (bool, bool)
+	}{{"scanBody", scanBody}, {"scanBlocks", scanBlocks}} {
+		if w, k := f.fn(b); w != rw || k != rk {
+			t.Fatalf("%s(%q) = %v, %v; the reference says %v, %v", f.name, b, w, k, rw, rk)
+		}
+	}
+}
+
+// randomJSON appends a random JSON value of at most depth levels: long and
+// short strings with escapes and unicode, numbers, literals, nesting.
+func randomJSON(rng *rand.Rand, dst []byte, depth int) []byte {
+	switch k := rng.IntN(10); {
+	case depth > 0 && k < 3:
+		dst = append(dst, '{')
+		for i := range rng.IntN(5) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = randomString(rng, dst)
+			dst = append(dst, ':')
+			dst = randomJSON(rng, dst, depth-1)
+		}
+		return append(dst, '}')
+	case depth > 0 && k < 5:
+		dst = append(dst, '[')
+		for i := range rng.IntN(5) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = randomJSON(rng, dst, depth-1)
+		}
+		return append(dst, ']')
+	case k < 8:
+		return randomString(rng, dst)
+	case k < 9:
+		return append(dst, []string{"true", "false", "null"}[rng.IntN(3)]...)
+	default:
+		return append(dst, []string{"0", "-12", "17.571428571428573", "1e-7"}[rng.IntN(4)]...)
+	}
+}
+
+func randomString(rng *rand.Rand, dst []byte) []byte {
+	parts := []string{"a", "key", "item-", "0123456789", "é", "→", "🎉", ` `, `\"`, `\\`, `\n`, `\u00e9`, `\/`, "{", "}", "[", "]", ":", ","}
+	dst = append(dst, '"')
+	n := rng.IntN(8)
+	if rng.IntN(10) == 0 {
+		n = 100 // longer than a block
+	}
+	for range n {
+		dst = append(dst, parts[rng.IntN(len(parts))]...)
+	}
+	return append(dst, '"')
+}
+
+// TestScanBodyMatchesReferenceOnJSON tries random JSON values, whole, cut
+// short, with a byte changed, and followed by more fields (as the bodies of
+// errors lines are, or of lines with a second "key").
+func TestScanBodyMatchesReferenceOnJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 9))
+	const noise = "\"{}[]:, \\k"
+	for range 20000 {
+		b := randomJSON(rng, nil, 4)
+		checkScanBody(t, b)
+		if !json.Valid(b) {
+			t.Fatalf("randomJSON made %q", b)
+		}
+		if w, _ := scanBody(b); !w {
+			t.Fatalf("valid JSON %q is not whole", b)
+		}
+		for _, extra := range []string{`,"key":1`, `, "attempt" : 3`, `,"k\u0065y":1`, `,"ke":1`} {
+			checkScanBody(t, append(bytes.Clone(b), extra...))
+		}
+		if len(b) > 0 {
+			checkScanBody(t, b[:rng.IntN(len(b))])
+			c := bytes.Clone(b)
+			c[rng.IntN(len(c))] = noise[rng.IntN(len(noise))]
+			checkScanBody(t, c)
+		}
+	}
+}
+
+// TestClassify64 holds classify64 (vector compares on amd64) to
+// classify64Generic, on random blocks of the bytes they look for and of
+// their neighbours ('[' is '{' less 0x20, 'Y' is ']' less 4).
+func TestClassify64(t *testing.T) {
+	const alphabet = "\"\\{}[]:,aYy_\x00\x80\xff\x5b\x7b\x3b\x1b\x02"
+	rng := rand.New(rand.NewPCG(64, 1))
+	var p [64]byte
+	for range 100000 {
+		for i := range p {
+			p[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		checkClassify64(t, &p)
+	}
+	for c := range 256 {
+		for i := range p {
+			p[i] = byte(c)
+		}
+		checkClassify64(t, &p)
+	}
+}
+
+func checkClassify64(t *testing.T, p *[64]byte) {
+	t.Helper()
+	var want [4]uint64
+	for i, c := range p {
+		for k, class := range []string{`"`, `\`, "{[", "}]"} {
+			if strings.IndexByte(class, c) >= 0 {
+				want[k] |= 1 << i
+			}
+		}
+	}
+	for _, f := range classify64Impls() {
+		q, bs, o, s := f.fn(p)
+		if got := [4]uint64{q, bs, o, s}; got != want {
+			t.Fatalf("%s(%q) = %x, want %x", f.name, p, got, want)
+		}
 	}
 }
 
