@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scanBodyReference is scanBody as it was before it read words: one byte at
@@ -317,5 +319,111 @@ func BenchmarkScanBody(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// parseRecordReference is parseRecord as it was before it built the record
+// from compactParts' offsets and before scanBody read blocks: the
+// benchmarks' reference, and the differential test's.
+func parseRecordReference(line []byte) (rec record, ok bool) {
+	if rec, ok = parseCompactReference(line); !ok {
+		if rec, ok = parseFraming(line); !ok {
+			return parseRecordSlow(line)
+		}
+	}
+	var keyField bool
+	rec.whole, keyField = scanBodyReference(rec.body)
+	if keyField {
+		return parseRecordSlow(line)
+	}
+	return rec, true
+}
+
+func parseCompactReference(b []byte) (rec record, ok bool) {
+	const (
+		head    = lineHead
+		field   = resultMid
+		tsField = lineTSOpen
+	)
+	n := len(b)
+	tsStart := n - len(`"}`) - len(tsLayout)
+	keyEnd := tsStart - len(tsField) // at the least
+	if keyEnd < len(head) || string(b[:len(head)]) != head || b[n-1] != '}' || b[n-2] != '"' ||
+		string(b[tsStart-len(tsField):tsStart]) != tsField {
+		return rec, false
+	}
+	ts := b[tsStart : n-2]
+	if bytes.IndexByte(ts, '"') >= 0 || bytes.IndexByte(ts, '\\') >= 0 {
+		return rec, false
+	}
+	end, ok := skipValue(b, len(head))
+	if !ok || end+len(field) > keyEnd || string(b[end:end+len(field)]) != field {
+		return rec, false
+	}
+	bodyStart := skipSpace(b, end+len(field))
+	bodyEnd := skipSpaceBack(b, tsStart-len(tsField))
+	if bodyEnd <= bodyStart {
+		return rec, false
+	}
+	return record{key: b[len(head):end], body: b[bodyStart:bodyEnd], ts: ts}, true
+}
+
+// TestParseRecordMatchesReference: lines of random results and keys,
+// written as the library writes them and then cut, changed or with a byte
+// put in the timestamp, parse as they did before.
+func TestParseRecordMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 10))
+	ts := time.Date(2026, 11, 23, 13, 47, 51, 518145000, time.UTC)
+	const noise = "\"{}[]:, \\k"
+	for range 20000 {
+		key := randomJSON(rng, nil, 1)
+		line := appendResultLine(nil, key, randomJSON(rng, nil, 3), ts)
+		line = line[:len(line)-1]
+		lines := [][]byte{line, line[:rng.IntN(len(line))]}
+		c := bytes.Clone(line)
+		c[rng.IntN(len(c))] = noise[rng.IntN(len(noise))]
+		lines = append(lines, c)
+		c = bytes.Clone(line)
+		c[timestampAt(line)+rng.IntN(len(tsLayout))] = noise[rng.IntN(len(noise))]
+		lines = append(lines, c)
+		for _, l := range lines {
+			got, ok := parseRecord(l)
+			want, wok := parseRecordReference(l)
+			if ok != wok || ok && (!bytes.Equal(got.key, want.key) || !bytes.Equal(got.body, want.body) ||
+				!bytes.Equal(got.ts, want.ts) || got.whole != want.whole) {
+				t.Fatalf("parseRecord(%q) = %+v, %v; the reference says %+v, %v", l, got, ok, want, wok)
+			}
+		}
+	}
+}
+
+// BenchmarkParseRecordVsReference parses 4096 different lines of the
+// BenchmarkOpen shape, as Open does (the same line over and over lets the
+// branch predictor learn it), with parseRecord and with the reference.
+func BenchmarkParseRecordVsReference(b *testing.B) {
+	var lines [][]byte
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 4096 {
+		res, err := json.Marshal(newBenchRecord(int64(i) * 2441))
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := strconv.AppendInt(nil, int64(i)*2441, 10)
+		line := appendResultLine(nil, key, res, ts.Add(time.Duration(i)*time.Microsecond))
+		lines = append(lines, line[:len(line)-1])
+	}
+	for _, v := range []struct {
+		name string
+		fn   func([]byte) (record, bool)
+	}{{"new", parseRecord}, {"reference", parseRecordReference}} {
+		b.Run(v.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if rec, ok := v.fn(lines[i%len(lines)]); !ok || !rec.whole {
+					b.Fatal("not a record")
+				}
+				i++
+			}
+		})
 	}
 }
