@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -391,10 +392,14 @@ func TestParseRecordMatchesReference(t *testing.T) {
 			want, wok := parseRecordReference(l)
 			if ok != wok || ok && (!bytes.Equal(got.key, want.key) || !bytes.Equal(got.body, want.body) ||
 				!bytes.Equal(got.ts, want.ts) || got.whole != want.whole) {
-				t.Fatalf("parseRecord(%q) = %+v, %v; the reference says %+v, %v", l, got, ok, want, wok)
+				t.Fatalf("parseRecord(%q) = %s, %v; the reference says %s, %v", l, showRecord(got), ok, showRecord(want), wok)
 			}
 		}
 	}
+}
+
+func showRecord(r record) string {
+	return fmt.Sprintf("{key %q body %q ts %q whole %v}", r.key, r.body, r.ts, r.whole)
 }
 
 // BenchmarkParseRecordVsReference parses 4096 different lines of the
