@@ -38,7 +38,7 @@ type journal struct {
 
 	sync        *syncer       // forces appends to stable storage per the policy
 	pre         *preallocator // blocks reserved ahead of appends; nil: none
-	skipCorrupt bool    // WithSkipCorrupt
+	skipCorrupt bool          // WithSkipCorrupt
 	// readOnly journals (Inspect) belong to a file a job may be writing: load
 	// reads a prefix of whole lines and repairs nothing.
 	readOnly bool
