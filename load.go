@@ -110,6 +110,9 @@ func (r *Runner[K, T]) load(o *options) error {
 	if _, _, err := r.loadIndex(); err != nil {
 		return err
 	}
+	// From here on the journals are appended to: reserve blocks ahead of
+	// their ends (prealloc.go).
+	r.results.pre, r.errors.pre = &preallocator{}, &preallocator{}
 
 	m, merr := readMeta(r.metaPath)
 	switch {

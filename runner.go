@@ -400,6 +400,11 @@ func (r *Runner[K, T]) closeFiles() error {
 	var err error
 	for _, j := range []*journal{r.results, r.errors} {
 		if j != nil {
+			// Blocks reserved past the end are given back; keeping them
+			// costs disk space only, so a failure is not Close's error.
+			if rerr := j.pre.release(j.f, j.size); rerr != nil {
+				r.log.Warn("checkpoint: could not give back disk space reserved past the end", "file", j.path, "err", rerr)
+			}
 			err = errors.Join(err, j.f.Close())
 		}
 	}

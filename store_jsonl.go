@@ -36,8 +36,9 @@ type journal struct {
 	// and cutting it off failed too; nothing is appended until it is cut.
 	dirty bool
 
-	sync        *syncer // forces appends to stable storage per the policy
-	skipCorrupt bool    // WithSkipCorrupt
+	sync        *syncer       // forces appends to stable storage per the policy
+	pre         *preallocator // blocks reserved ahead of appends; nil: none
+	skipCorrupt bool          // WithSkipCorrupt
 	// readOnly journals (Inspect) belong to a file a job may be writing: load
 	// reads a prefix of whole lines and repairs nothing.
 	readOnly bool
@@ -59,6 +60,8 @@ func openJournal(path string, o *options) (*journal, error) {
 // append writes line, which ends in a newline, and returns its offset.
 func (j *journal) append(line []byte) (int64, error) {
 	if j.dirty {
+		j.pre.wait()
+		j.pre.truncated()
 		if err := j.f.Truncate(j.size); err != nil {
 			return 0, fmt.Errorf("checkpoint: %s: cut a partial line: %w", j.path, err)
 		}
@@ -69,6 +72,8 @@ func (j *journal) append(line []byte) (int64, error) {
 	if err != nil {
 		if n > 0 {
 			// Never leave half a record for the next one to be glued to.
+			j.pre.wait()
+			j.pre.truncated()
 			if terr := j.f.Truncate(off); terr != nil {
 				j.dirty = true
 			}
@@ -76,6 +81,7 @@ func (j *journal) append(line []byte) (int64, error) {
 		return 0, fmt.Errorf("checkpoint: write %s: %w", j.path, err)
 	}
 	j.size += int64(n)
+	j.pre.ahead(j.f, j.size)
 	return off, nil
 }
 
@@ -327,6 +333,8 @@ func (j *journal) cutTail(log *slog.Logger, good, size int64, lineNo int) error 
 	if err := appendSync(side, append(tail, '\n')); err != nil {
 		return fmt.Errorf("checkpoint: save the torn tail of %s: %w", j.path, err)
 	}
+	j.pre.wait()
+	j.pre.truncated()
 	if err := j.f.Truncate(good); err != nil {
 		return fmt.Errorf("checkpoint: cut the torn tail of %s: %w", j.path, err)
 	}
@@ -340,6 +348,8 @@ func (j *journal) cutTail(log *slog.Logger, good, size int64, lineNo int) error 
 
 // truncate empties the journal.
 func (j *journal) truncate() error {
+	j.pre.wait()
+	j.pre.truncated()
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("checkpoint: clear %s: %w", j.path, err)
 	}

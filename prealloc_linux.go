@@ -1,0 +1,44 @@
+//go:build linux
+
+package checkpoint
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// fallocKeepSize is FALLOC_FL_KEEP_SIZE: reserve blocks without moving the
+// file's size.
+const fallocKeepSize = 0x1
+
+// reserveBlocks reserves the blocks of [off, off+n) of f without changing
+// its size. Files that are not an *os.File (the fault-injection seam) are
+// not supported.
+func reserveBlocks(f appendFile, off, n int64) error {
+	osf, ok := f.(*os.File)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	rc, err := osf.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	// Control holds a reference to the descriptor: it is not closed, nor its
+	// number reused, under the call.
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			ferr = syscall.Fallocate(int(fd), fallocKeepSize, off, n)
+			if !errors.Is(ferr, syscall.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return &os.PathError{Op: "fallocate", Path: osf.Name(), Err: ferr}
+	}
+	return nil
+}
