@@ -155,7 +155,7 @@ type record struct {
 // "key" field wins when there are several, so the fast paths hand such
 // lines to the slow one (FuzzParseAgreesWithJSON holds them to it).
 func parseRecord(line []byte) (rec record, ok bool) {
-	// Our own lines first (parseRecordFast spelled out). The record is
+	// Our own lines first (parseCompact's shape, spelled out). The record is
 	// built once, here, from compactParts' offsets: a record is too large
 	// for registers, and each copy of one made in memory just after its
 	// fields were stored one by one (as returning it from parseCompact did)
@@ -189,16 +189,7 @@ func parseRecordOther(line []byte) (rec record, ok bool) {
 	return rec, true
 }
 
-// parseRecordFast reads the key and checks the line's framing: it must end in
-// a complete timestamp field, which a line cut short by a crash does not have.
-func parseRecordFast(b []byte) (rec record, ok bool) {
-	if rec, ok = parseCompact(b); ok {
-		return rec, true
-	}
-	return parseFraming(b)
-}
-
-// parseFraming is parseRecordFast for any spacing and field name: it walks
+// parseFraming checks a line's framing for any spacing and field name: it walks
 // the key from the front and the timestamp field from the back.
 func parseFraming(b []byte) (rec record, ok bool) {
 	i := skipSpace(b, 0)
