@@ -137,7 +137,7 @@ func BenchmarkCompact(b *testing.B) {
 			}
 			b.ReportMetric(cpTime.Seconds()/compactTime.Seconds(), "x-cp-speed")
 			if compactCPU > 0 {
-				b.ReportMetric(compactCPU.Seconds(), "compact-cpu-s")
+				b.ReportMetric(compactCPU.Seconds()/float64(b.N), "compact-cpu-s")
 			}
 			if syncTool != "" {
 				b.ReportMetric(syncTime.Seconds()/compactTime.Seconds(), "x-cp+sync-speed")
