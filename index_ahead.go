@@ -8,7 +8,8 @@ package checkpoint
 // of prefetchLen, and each batch goes through three stages, one per batch
 // consumed:
 //
-//  1. touchWords: hash the keys and read their table slots;
+//  1. touchWords: hash the keys and prefetch their table slots (PREFETCHT0
+//     where the architecture has it, else plain loads);
 //  2. touchEntries, one batch later: read the entries those words point to
 //     (the words are in cache by now); nothing for kindKey, whose slots
 //     hold the key and whether it is completed;
@@ -21,12 +22,22 @@ package checkpoint
 // a hint: the index may change between the stages (saves, growth), and only
 // stage 3, under the read lock, decides anything.
 
-// touchWords stores the hash of each key in hs and reads its home table
-// slot.
+// touchWords stores the hash of each key in hs and brings its home table
+// slot into cache. A prefetch does not wait for the line, so the batch's
+// misses are all in flight at once; reading the slots instead held the
+// loop on the CPU's load queue (prefetches: 1.30-1.39x the map loop in
+// BenchmarkIterateShuffledVsMap, loads 0.98-1.04x, alternating runs).
 func (x *index[K]) touchWords(keys []K, hs *[prefetchLen]uint64, sink *uint64) {
 	keys = keys[:min(len(keys), prefetchLen)]
 	for i, k := range keys {
 		hs[i] = x.hash(k)
+	}
+	if canPrefetch {
+		var addrs [upsertGroup]uintptr
+		for i := 0; i < len(keys); i += upsertGroup {
+			x.prefetchSlots(hs[i:len(keys)], &addrs)
+		}
+		return
 	}
 	*sink += x.touchSlots(hs[:len(keys)])
 }

@@ -428,7 +428,7 @@ func figureIterate(d dataSet) ([]row, error) {
 			Figure: fmt.Sprintf("Iterate, %s items all completed, shuffled", size), Value: shuffled, Unit: "items/s",
 			RefLabel: "loop with map[int64]bool lookups, same order", Ref: mapShuffled, Ratio: ratios[rounds/2],
 			Target: "≥ 1.0×", Pass: ratios[rounds/2] >= 1,
-			Note: fmt.Sprintf("random order: Iterate reads keys ahead in batches of 64 and reads their table slots two batches ahead (int64 keys are held in the table with a done bit: one cache miss per key, in huge pages on Linux; index_ahead.go), then looks each batch up under one read lock; "+
+			Note: fmt.Sprintf("random order: Iterate reads keys ahead in batches of 64 and prefetches their table slots two batches ahead (int64 keys are held in the table with a done bit: one cache miss per key, in huge pages on Linux; index_ahead.go), then looks each batch up under one read lock; "+
 				"%d alternating rounds, ratio = median of the rounds' ratios (%.2f-%.2f), rates = medians", rounds, ratios[0], ratios[rounds-1]),
 		},
 	}, nil
