@@ -18,10 +18,11 @@ import (
 //
 // The reservation runs on a goroutine of its own, started by an append that
 // comes within half a chunk of the reserved end: no save waits for it. The
-// journal's owner serialises the calls (the runner's lock); wait ends the
-// goroutine before the file is truncated or closed. Where fallocate is not
-// supported (other systems, some filesystems) the first failure turns it
-// off for good. The zero value is ready; a nil *preallocator does nothing.
+// journal's owner serialises the calls (the runner's lock); forget ends the
+// goroutine before the file is truncated, release before it is closed.
+// Where fallocate is not supported (other systems, some filesystems) the
+// first failure turns it off for good. The zero value is ready; a nil
+// *preallocator does nothing.
 type preallocator struct {
 	reserved atomic.Int64 // the end of the reserved blocks
 	busy     atomic.Bool  // a goroutine is reserving
@@ -64,10 +65,11 @@ func (p *preallocator) wait() {
 	}
 }
 
-// truncated records that the file was cut: its reservation went with it.
-// The caller has waited.
-func (p *preallocator) truncated() {
+// forget waits for a reservation under way and forgets what was reserved:
+// the file is about to be cut, and its reserved blocks go with the cut.
+func (p *preallocator) forget() {
 	if p != nil {
+		p.running.Wait()
 		p.reserved.Store(0)
 	}
 }

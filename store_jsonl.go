@@ -60,9 +60,7 @@ func openJournal(path string, o *options) (*journal, error) {
 // append writes line, which ends in a newline, and returns its offset.
 func (j *journal) append(line []byte) (int64, error) {
 	if j.dirty {
-		j.pre.wait()
-		j.pre.truncated()
-		if err := j.f.Truncate(j.size); err != nil {
+		if err := j.cutFile(j.size); err != nil {
 			return 0, fmt.Errorf("checkpoint: %s: cut a partial line: %w", j.path, err)
 		}
 		j.dirty = false
@@ -72,9 +70,7 @@ func (j *journal) append(line []byte) (int64, error) {
 	if err != nil {
 		if n > 0 {
 			// Never leave half a record for the next one to be glued to.
-			j.pre.wait()
-			j.pre.truncated()
-			if terr := j.f.Truncate(off); terr != nil {
+			if terr := j.cutFile(off); terr != nil {
 				j.dirty = true
 			}
 		}
@@ -333,9 +329,7 @@ func (j *journal) cutTail(log *slog.Logger, good, size int64, lineNo int) error 
 	if err := appendSync(side, append(tail, '\n')); err != nil {
 		return fmt.Errorf("checkpoint: save the torn tail of %s: %w", j.path, err)
 	}
-	j.pre.wait()
-	j.pre.truncated()
-	if err := j.f.Truncate(good); err != nil {
+	if err := j.cutFile(good); err != nil {
 		return fmt.Errorf("checkpoint: cut the torn tail of %s: %w", j.path, err)
 	}
 	if err := j.f.Sync(); err != nil {
@@ -346,11 +340,16 @@ func (j *journal) cutTail(log *slog.Logger, good, size int64, lineNo int) error 
 	return nil
 }
 
+// cutFile truncates the file to size. Blocks reserved past the end go with
+// the cut, so a reservation under way is waited for and forgotten first.
+func (j *journal) cutFile(size int64) error {
+	j.pre.forget()
+	return j.f.Truncate(size)
+}
+
 // truncate empties the journal.
 func (j *journal) truncate() error {
-	j.pre.wait()
-	j.pre.truncated()
-	if err := j.f.Truncate(0); err != nil {
+	if err := j.cutFile(0); err != nil {
 		return fmt.Errorf("checkpoint: clear %s: %w", j.path, err)
 	}
 	j.size = 0
