@@ -111,8 +111,15 @@ func (r *Runner[K, T]) load(o *options) error {
 		return err
 	}
 	// From here on the journals are appended to: reserve blocks ahead of
-	// their ends (prealloc.go).
-	r.results.pre, r.errors.pre = &preallocator{}, &preallocator{}
+	// their ends (prealloc.go), after giving back what a job killed
+	// before its Close left reserved, which on a full disk may be the
+	// space the meta file needs.
+	for _, j := range []*journal{r.results, r.errors} {
+		if err := j.giveBack(); err != nil {
+			r.log.Warn("checkpoint: could not give back disk space reserved past the end", "file", j.path, "err", err)
+		}
+		j.pre = &preallocator{}
+	}
 
 	m, merr := readMeta(r.metaPath)
 	switch {

@@ -19,15 +19,20 @@ import (
 // The reservation runs on a goroutine of its own, started by an append that
 // comes within half a chunk of the reserved end: no save waits for it. The
 // journal's owner serialises the calls (the runner's lock); forget ends the
-// goroutine before the file is truncated, release before it is closed.
-// Where fallocate is not supported (other systems, some filesystems) the
-// first failure turns it off for good. The zero value is ready; a nil
-// *preallocator does nothing.
+// goroutine before the file is truncated, and journal.giveBack before it is
+// closed. The first failure turns reservation off for good: fallocate is
+// not supported there (other systems, some filesystems), or the disk is
+// full, and then what a fallocate got before it failed is given back at
+// the next append. The zero value is ready; a nil *preallocator does
+// nothing.
 type preallocator struct {
 	reserved atomic.Int64 // the end of the reserved blocks
 	busy     atomic.Bool  // a goroutine is reserving
-	off      atomic.Bool  // fallocate failed: not supported here
+	failed   atomic.Bool  // a fallocate failed
+	off      bool         // failed, and given back; the owner's
 	running  sync.WaitGroup
+	// reserve is reserveBlocks; tests plant a failing one.
+	reserve func(f appendFile, off, n int64) error
 }
 
 const (
@@ -42,16 +47,31 @@ const (
 // ahead reserves the next chunk past size, the journal's new end, in the
 // background if the reservation is running out.
 func (p *preallocator) ahead(f appendFile, size int64) {
-	if p == nil || size < preallocFrom || size+preallocChunk/2 <= p.reserved.Load() ||
-		p.off.Load() || !p.busy.CompareAndSwap(false, true) {
+	if p == nil || p.off || size < preallocFrom {
 		return
+	}
+	if p.failed.Load() {
+		// A fallocate that failed part-way (ENOSPC) keeps the blocks it
+		// got: on a full disk they may be the last free ones. Give them
+		// back now, under the owner's lock, as no append runs meanwhile.
+		p.running.Wait()
+		p.off = true
+		_ = trimReserved(f, size) // disk space only; Close tries again
+		return
+	}
+	if size+preallocChunk/2 <= p.reserved.Load() || !p.busy.CompareAndSwap(false, true) {
+		return
+	}
+	reserve := p.reserve
+	if reserve == nil {
+		reserve = reserveBlocks
 	}
 	p.running.Add(1)
 	go func() {
 		defer p.running.Done()
 		defer p.busy.Store(false)
-		if err := reserveBlocks(f, size, preallocChunk); err != nil {
-			p.off.Store(true)
+		if err := reserve(f, size, preallocChunk); err != nil {
+			p.failed.Store(true)
 			return
 		}
 		p.reserved.Store(size + preallocChunk)
@@ -74,19 +94,18 @@ func (p *preallocator) forget() {
 	}
 }
 
-// release waits for a reservation under way and gives back the blocks
-// reserved past size, the journal's end, by truncating the file to it (on
-// ext4 a truncate to the same size frees the blocks past the end). A job
-// killed before its Close leaves at most a chunk reserved, until the next
-// runner's Close.
-func (p *preallocator) release(f appendFile, size int64) error {
-	if p == nil {
+// giveBack waits for a reservation under way and gives back the blocks
+// reserved past the journal's end, this runner's or those a killed one
+// left (Open calls it too). A dirty journal, with part of a line past its
+// end, is left as it is: the next Open sets that part aside in a side file
+// (cutTail) rather than have it cut here unseen.
+func (j *journal) giveBack() error {
+	j.pre.wait()
+	if j.dirty || j.f == nil {
 		return nil
 	}
-	p.running.Wait()
-	if p.reserved.Load() <= size {
-		return nil
+	if j.pre != nil {
+		j.pre.reserved.Store(0)
 	}
-	p.reserved.Store(0)
-	return f.Truncate(size)
+	return trimReserved(j.f, j.size)
 }

@@ -42,3 +42,28 @@ func reserveBlocks(f appendFile, off, n int64) error {
 	}
 	return nil
 }
+
+// trimReserved gives back the blocks f holds past size, its end, if it
+// holds more than a reservation's worth of slack: a truncate to the same
+// size, which on ext4 frees the blocks past the end. Files without blocks
+// past the end are not touched (a truncate would move their mtime).
+func trimReserved(f appendFile, size int64) error {
+	osf, ok := f.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := osf.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || fi.Size() != size || st.Blocks*512 <= size+reservedSlack {
+		return nil
+	}
+	return osf.Truncate(size)
+}
+
+// reservedSlack is how much more than its size a file may take on disk
+// without being trimmed: the last block's rounding and the extent tree,
+// well under a reservation.
+const reservedSlack = 256 << 10

@@ -26,16 +26,7 @@ func allocated(t *testing.T, path string) (disk, size int64) {
 // back, and Close gives the reserved blocks back.
 func TestPreallocReservesAndReleases(t *testing.T) {
 	dir := t.TempDir()
-	probe, err := os.Create(filepath.Join(dir, "probe"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	perr := reserveBlocks(probe, 0, 1<<20)
-	probe.Close()
-	if perr != nil {
-		t.Skipf("the filesystem of %s has no fallocate: %v", dir, perr)
-	}
-
+	needFallocate(t, dir)
 	r, err := Open[int, string]("pre", WithDir(dir))
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +94,116 @@ func TestPreallocUnsupported(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.results.pre.wait()
-	if !r.results.pre.off.Load() || r.results.pre.reserved.Load() != 0 {
+	if !r.results.pre.off || r.results.pre.reserved.Load() != 0 {
 		t.Fatalf("off %v, reserved %d: want off after the unsupported file, nothing reserved",
-			r.results.pre.off.Load(), r.results.pre.reserved.Load())
+			r.results.pre.off, r.results.pre.reserved.Load())
 	}
 	if err := reserveBlocks(files["_results.jsonl"], 0, 1); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("reserveBlocks on a wrapped file: %v, want ErrUnsupported", err)
+	}
+}
+
+// needFallocate skips a test where dir's filesystem has no fallocate.
+func needFallocate(t *testing.T, dir string) {
+	t.Helper()
+	probe, err := os.Create(filepath.Join(dir, "probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(probe.Name())
+	defer probe.Close()
+	if err := reserveBlocks(probe, 0, 1<<20); err != nil {
+		t.Skipf("the filesystem of %s has no fallocate: %v", dir, err)
+	}
+}
+
+// TestPreallocFailureGivesBack: a fallocate that fails part-way, as one
+// does on a full disk (ENOSPC), keeps the blocks it got; the next append
+// gives them back and turns reservation off, and saves go on.
+func TestPreallocFailureGivesBack(t *testing.T) {
+	dir := t.TempDir()
+	needFallocate(t, dir)
+	r, err := Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mu.Lock()
+	r.results.pre.reserve = func(f appendFile, off, n int64) error {
+		if err := reserveBlocks(f, off, n); err != nil {
+			return err
+		}
+		return syscall.ENOSPC
+	}
+	r.mu.Unlock()
+	path := filepath.Join(dir, "pre_results.jsonl")
+	pad := strings.Repeat("x", 100)
+	i := 0
+	for ; r.results.size < preallocFrom; i++ {
+		if err := r.SaveResult(i, pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	r.results.pre.wait() // the failed reservation has run
+	size := r.results.size
+	r.mu.Unlock()
+	if disk, _ := allocated(t, path); disk < size+preallocChunk/2 {
+		t.Fatalf("the planted fallocate left %d bytes on disk for %d of lines: it did not reserve", disk, size)
+	}
+	if err := r.SaveResult(i, pad); err != nil { // gives them back
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	off, size := r.results.pre.off, r.results.size
+	r.mu.Unlock()
+	disk, _ := allocated(t, path)
+	if !off || disk >= size+reservedSlack {
+		t.Fatalf("after the failure: off %v, %d bytes on disk for %d of lines; want off and the blocks given back", off, disk, size)
+	}
+}
+
+// TestPreallocLeftoverGivenBack: blocks a job killed before its Close left
+// reserved are given back by the next Open, before anything else is
+// written (on a full disk, the meta file needs them).
+func TestPreallocLeftoverGivenBack(t *testing.T) {
+	dir := t.TempDir()
+	needFallocate(t, dir)
+	r, err := Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := r.SaveResult(i, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pre_results.jsonl")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, size := allocated(t, path)
+	err = reserveBlocks(f, size, preallocChunk) // what a killed job leaves
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disk, _ := allocated(t, path); disk < size+preallocChunk/2 {
+		t.Fatalf("planted %d bytes on disk for %d of lines: want the reservation", disk, size)
+	}
+	r, err = Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if disk, fsize := allocated(t, path); fsize != size || disk >= size+reservedSlack {
+		t.Fatalf("after Open: %d bytes on disk, size %d, for %d of lines: the leftover was not given back", disk, fsize, size)
+	}
+	if got, _ := r.Progress(); got != 100 {
+		t.Fatalf("reopened with %d completed, want 100", got)
 	}
 }

@@ -402,7 +402,7 @@ func (r *Runner[K, T]) closeFiles() error {
 		if j != nil {
 			// Blocks reserved past the end are given back; keeping them
 			// costs disk space only, so a failure is not Close's error.
-			if rerr := j.pre.release(j.f, j.size); rerr != nil {
+			if rerr := j.giveBack(); rerr != nil {
 				r.log.Warn("checkpoint: could not give back disk space reserved past the end", "file", j.path, "err", rerr)
 			}
 			err = errors.Join(err, j.f.Close())
