@@ -20,27 +20,9 @@ func reserveBlocks(f appendFile, off, n int64) error {
 	if !ok {
 		return errors.ErrUnsupported
 	}
-	rc, err := osf.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	// Control holds a reference to the descriptor: it is not closed, nor its
-	// number reused, under the call.
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Fallocate(int(fd), fallocKeepSize, off, n)
-			if !errors.Is(ferr, syscall.EINTR) {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	if ferr != nil {
-		return &os.PathError{Op: "fallocate", Path: osf.Name(), Err: ferr}
-	}
-	return nil
+	return onFD(osf, "fallocate", func(fd int) error {
+		return syscall.Fallocate(fd, fallocKeepSize, off, n)
+	})
 }
 
 // trimReserved gives back the blocks f holds past size, its end, if it

@@ -3,7 +3,6 @@
 package checkpoint
 
 import (
-	"errors"
 	"os"
 	"syscall"
 )
@@ -17,23 +16,5 @@ func syncData(f appendFile) error {
 	if !ok {
 		return f.Sync()
 	}
-	rc, err := osf.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			serr = syscall.Fdatasync(int(fd))
-			if !errors.Is(serr, syscall.EINTR) {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return &os.PathError{Op: "fdatasync", Path: osf.Name(), Err: serr}
-	}
-	return nil
+	return onFD(osf, "fdatasync", syscall.Fdatasync)
 }
