@@ -78,13 +78,6 @@ func (p *preallocator) ahead(f appendFile, size int64) {
 	}()
 }
 
-// wait ends a reservation under way.
-func (p *preallocator) wait() {
-	if p != nil {
-		p.running.Wait()
-	}
-}
-
 // forget waits for a reservation under way and forgets what was reserved:
 // the file is about to be cut, and its reserved blocks go with the cut.
 func (p *preallocator) forget() {
@@ -100,12 +93,9 @@ func (p *preallocator) forget() {
 // end, is left as it is: the next Open sets that part aside in a side file
 // (cutTail) rather than have it cut here unseen.
 func (j *journal) giveBack() error {
-	j.pre.wait()
+	j.pre.forget()
 	if j.dirty || j.f == nil {
 		return nil
-	}
-	if j.pre != nil {
-		j.pre.reserved.Store(0)
 	}
 	return trimReserved(j.f, j.size)
 }

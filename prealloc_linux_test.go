@@ -21,26 +21,39 @@ func allocated(t *testing.T, path string) (disk, size int64) {
 	return st.Blocks * 512, st.Size
 }
 
+// openPre opens the checkpoint "pre" in dir, quietly, with opts.
+func openPre(t *testing.T, dir string, opts ...Option) *Runner[int, string] {
+	t.Helper()
+	r, err := Open[int, string]("pre", append([]Option{WithDir(dir), WithLogger(quietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// saveUntil saves results of 100 bytes with keys from, from+1, … until the
+// results journal holds size bytes, and returns the next key.
+func saveUntil(t *testing.T, r *Runner[int, string], from int, size int64) int {
+	t.Helper()
+	pad := strings.Repeat("x", 100)
+	for ; r.results.size < size; from++ {
+		if err := r.SaveResult(from, pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return from
+}
+
 // TestPreallocReservesAndReleases: once a journal passes preallocFrom, blocks
 // are reserved ahead of its end without moving its size, every record reads
 // back, and Close gives the reserved blocks back.
 func TestPreallocReservesAndReleases(t *testing.T) {
 	dir := t.TempDir()
 	needFallocate(t, dir)
-	r, err := Open[int, string]("pre", WithDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pad := strings.Repeat("x", 100)
-	n := 0
-	for r.results.size < preallocFrom+preallocChunk { // past the first reservation's renewal
-		if err := r.SaveResult(n, pad); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
+	r := openPre(t, dir)
+	n := saveUntil(t, r, 0, preallocFrom+preallocChunk) // past the first reservation's renewal
 	r.mu.Lock()
-	r.results.pre.wait()
+	r.results.pre.running.Wait()
 	size := r.results.size
 	reserved := r.results.pre.reserved.Load()
 	r.mu.Unlock()
@@ -66,10 +79,7 @@ func TestPreallocReservesAndReleases(t *testing.T) {
 		t.Fatalf("after Close the file takes %d bytes on disk for %d of lines: the reservation was not given back", disk, size)
 	}
 
-	r, err = Open[int, string]("pre", WithDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r = openPre(t, dir)
 	defer r.Close()
 	if got, _ := r.Progress(); got != n {
 		t.Fatalf("reopened with %d completed, want %d", got, n)
@@ -80,20 +90,12 @@ func TestPreallocReservesAndReleases(t *testing.T) {
 // the reservation off and saves go on.
 func TestPreallocUnsupported(t *testing.T) {
 	files := map[string]*faultyFile{}
-	r, err := Open[int, string]("pre", WithDir(t.TempDir()), withFaultyFiles(files))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openPre(t, t.TempDir(), withFaultyFiles(files))
 	defer r.Close()
-	pad := strings.Repeat("x", 100)
-	for i := 0; r.results.size < 2*preallocFrom; i++ {
-		if err := r.SaveResult(i, pad); err != nil {
-			t.Fatal(err)
-		}
-	}
+	saveUntil(t, r, 0, 2*preallocFrom)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.results.pre.wait()
+	r.results.pre.running.Wait()
 	if !r.results.pre.off || r.results.pre.reserved.Load() != 0 {
 		t.Fatalf("off %v, reserved %d: want off after the unsupported file, nothing reserved",
 			r.results.pre.off, r.results.pre.reserved.Load())
@@ -123,10 +125,7 @@ func needFallocate(t *testing.T, dir string) {
 func TestPreallocFailureGivesBack(t *testing.T) {
 	dir := t.TempDir()
 	needFallocate(t, dir)
-	r, err := Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openPre(t, dir)
 	defer r.Close()
 	r.mu.Lock()
 	r.results.pre.reserve = func(f appendFile, off, n int64) error {
@@ -137,23 +136,15 @@ func TestPreallocFailureGivesBack(t *testing.T) {
 	}
 	r.mu.Unlock()
 	path := filepath.Join(dir, "pre_results.jsonl")
-	pad := strings.Repeat("x", 100)
-	i := 0
-	for ; r.results.size < preallocFrom; i++ {
-		if err := r.SaveResult(i, pad); err != nil {
-			t.Fatal(err)
-		}
-	}
+	i := saveUntil(t, r, 0, preallocFrom)
 	r.mu.Lock()
-	r.results.pre.wait() // the failed reservation has run
+	r.results.pre.running.Wait() // the failed reservation has run
 	size := r.results.size
 	r.mu.Unlock()
 	if disk, _ := allocated(t, path); disk < size+preallocChunk/2 {
 		t.Fatalf("the planted fallocate left %d bytes on disk for %d of lines: it did not reserve", disk, size)
 	}
-	if err := r.SaveResult(i, pad); err != nil { // gives them back
-		t.Fatal(err)
-	}
+	saveUntil(t, r, i, r.results.size+1) // one more save gives them back
 	r.mu.Lock()
 	off, size := r.results.pre.off, r.results.size
 	r.mu.Unlock()
@@ -169,10 +160,7 @@ func TestPreallocFailureGivesBack(t *testing.T) {
 func TestPreallocLeftoverGivenBack(t *testing.T) {
 	dir := t.TempDir()
 	needFallocate(t, dir)
-	r, err := Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openPre(t, dir)
 	for i := range 100 {
 		if err := r.SaveResult(i, "x"); err != nil {
 			t.Fatal(err)
@@ -195,10 +183,7 @@ func TestPreallocLeftoverGivenBack(t *testing.T) {
 	if disk, _ := allocated(t, path); disk < size+preallocChunk/2 {
 		t.Fatalf("planted %d bytes on disk for %d of lines: want the reservation", disk, size)
 	}
-	r, err = Open[int, string]("pre", WithDir(dir), WithLogger(quietLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r = openPre(t, dir)
 	defer r.Close()
 	if disk, fsize := allocated(t, path); fsize != size || disk >= size+reservedSlack {
 		t.Fatalf("after Open: %d bytes on disk, size %d, for %d of lines: the leftover was not given back", disk, fsize, size)
