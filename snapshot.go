@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -38,6 +39,7 @@ type SnapshotInfo struct {
 type Snapshots struct {
 	dir string
 	log *slog.Logger
+	mu  sync.RWMutex // lockFolder's lock where there is no flock(2)
 }
 
 const maxSnapshotName = 200 // bytes; the file name adds a suffix and must fit in 255
@@ -149,42 +151,57 @@ func (s *Snapshots) Open(name string) (*os.File, error) {
 	return f, err
 }
 
-// open opens the newest file of name, retrying once if it was replaced
-// between finding and opening it.
+// open opens the newest file of name. A save of the other kind can replace
+// the file between looking for it and opening it, or between the looks at
+// the two kinds; so a look that finds nothing is done again with the folder
+// locked against publishing.
 func (s *Snapshots) open(name string) (*os.File, string, error) {
-	var err error
-	for range 3 {
-		var kind string
-		_, kind, err = s.find(name)
-		if err != nil {
-			return nil, "", err
-		}
-		var f *os.File
-		f, err = os.Open(s.path(name, kind))
-		if err == nil {
-			return f, kind, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			break
-		}
+	f, kind, err := s.open1(name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, kind, err
 	}
-	return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, err)
+	unlock, lerr := s.lockFolder(false)
+	if errors.Is(lerr, fs.ErrNotExist) {
+		return nil, "", err
+	}
+	if lerr != nil {
+		return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, lerr)
+	}
+	defer unlock()
+	return s.open1(name)
 }
 
-// find returns the file of name: its kind's file, or if a crash between
-// publishing one kind and deleting the other left both, the newer.
-func (s *Snapshots) find(name string) (fs.FileInfo, string, error) {
-	for range 4 {
-		fi, kind, err := s.find1(name)
-		// Neither file can be seen when a save of the other kind replaced
-		// the first one between the two looks: look again.
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fi, kind, err
-		}
+func (s *Snapshots) open1(name string) (*os.File, string, error) {
+	_, kind, err := s.find1(name)
+	if err != nil {
+		return nil, "", err
 	}
+	f, err := os.Open(s.path(name, kind))
+	if err != nil {
+		return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, err)
+	}
+	return f, kind, nil
+}
+
+// find returns the file of name as open does, without opening it.
+func (s *Snapshots) find(name string) (fs.FileInfo, string, error) {
+	fi, kind, err := s.find1(name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fi, kind, err
+	}
+	unlock, lerr := s.lockFolder(false)
+	if errors.Is(lerr, fs.ErrNotExist) {
+		return nil, "", err
+	}
+	if lerr != nil {
+		return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, lerr)
+	}
+	defer unlock()
 	return s.find1(name)
 }
 
+// find1 looks once for the file of name: its kind's file, or if a crash
+// between publishing one kind and deleting the other left both, the newer.
 func (s *Snapshots) find1(name string) (fs.FileInfo, string, error) {
 	j, jerr := os.Stat(s.path(name, SnapshotJSON))
 	r, rerr := os.Stat(s.path(name, SnapshotRaw))

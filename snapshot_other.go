@@ -7,6 +7,17 @@ import (
 	"time"
 )
 
+// lockFolder orders publishes and second looks within this process only:
+// without flock(2) there is no lock on a folder that other processes see.
+func (s *Snapshots) lockFolder(exclusive bool) (unlock func(), err error) {
+	if exclusive {
+		s.mu.Lock()
+		return s.mu.Unlock, nil
+	}
+	s.mu.RLock()
+	return s.mu.RUnlock, nil
+}
+
 // lockTemp cannot lock here; see abandoned.
 func lockTemp(*os.File) (bool, error) { return true, nil }
 

@@ -277,6 +277,35 @@ func TestSnapshotConcurrentSaveLoad(t *testing.T) {
 	require.Len(t, entries, 1, "one file for the name, no temporary left")
 }
 
+// Saves of the two kinds race on one name, round after round: after each
+// round the name has a value, one of the two written (before publishing was
+// locked, each save could remove the other's new file and leave none).
+func TestSnapshotKindsRaceKeepOne(t *testing.T) {
+	s := openSnaps(t)
+	for round := range 300 {
+		var wg sync.WaitGroup
+		var saveErr, rawErr error
+		wg.Go(func() { saveErr = s.Save("k", round) })
+		wg.Go(func() {
+			w, err := s.Create("k")
+			if err != nil {
+				rawErr = err
+				return
+			}
+			fmt.Fprint(w, -round)
+			rawErr = w.Close()
+		})
+		wg.Wait()
+		require.NoError(t, saveErr)
+		require.NoError(t, rawErr)
+		var got int
+		found, err := s.Load("k", &got)
+		require.NoError(t, err)
+		require.True(t, found, "round %d: both saves published, yet the name has no value", round)
+		require.Contains(t, []int{round, -round}, got, "round %d", round)
+	}
+}
+
 // patternBlock is the content of block i of a pattern stream: a fixed
 // pseudo-random block stamped with its index, so a misplaced block shows.
 const patternBlockSize = 64 << 10

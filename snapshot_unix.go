@@ -8,6 +8,35 @@ import (
 	"syscall"
 )
 
+// lockFolder takes a flock on the snapshots folder, exclusive or shared,
+// waiting for it. A publish holds it exclusive while its rename and the
+// removal of the other kind's file are in flight; a reader that found
+// nothing holds it shared to look again at a folder that is not changing
+// under it. Each call opens the folder anew, so the flock orders goroutines
+// of one process as well as processes. The folder's absence is
+// fs.ErrNotExist.
+func (s *Snapshots) lockFolder(exclusive bool) (unlock func(), err error) {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	for {
+		err = syscall.Flock(int(d.Fd()), how)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		d.Close()
+		return nil, &os.PathError{Op: "flock", Path: s.dir, Err: err}
+	}
+	return func() { d.Close() }, nil
+}
+
 // lockTemp takes an exclusive flock on a snapshot's temporary file without
 // waiting. Its writer holds it until the file is published or discarded, and
 // the kernel drops it when the writer dies: a temporary file whose lock can

@@ -170,13 +170,28 @@ func (w *SnapshotWriter) Close() (err error) {
 	if err := os.Chtimes(tmp, now, now); err != nil {
 		return err
 	}
-	final := w.s.path(w.name, w.kind)
-	if err := os.Rename(tmp, final); err != nil {
+	if err := w.publish(tmp, now); err != nil {
 		return err
 	}
 	w.f.Close() // drops the lock, now that the file is no longer a temporary one
-	w.removeOtherKind(now)
 	return syncDir(w.s.dir)
+}
+
+// publish renames the temporary file to the snapshot's name and removes the
+// other kind's file, with the folder locked: so two saves of different kinds
+// cannot each remove the other's new file, and a reader never looks while
+// the name is between the two.
+func (w *SnapshotWriter) publish(tmp string, now time.Time) error {
+	unlock, err := w.s.lockFolder(true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.Rename(tmp, w.s.path(w.name, w.kind)); err != nil {
+		return err
+	}
+	w.removeOtherKind(now)
+	return nil
 }
 
 // removeOtherKind deletes the snapshot of the same name and the other kind,
