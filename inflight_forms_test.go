@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,7 +100,7 @@ func TestInFlightKeyForms(t *testing.T) {
 	t.Run("int8", func(t *testing.T) { checkKeyForm[int8](t, 1, -128) })
 	t.Run("int16", func(t *testing.T) { checkKeyForm[int16](t, 1, -30000) })
 	t.Run("int32", func(t *testing.T) { checkKeyForm[int32](t, 1, -2_000_000_000) })
-	t.Run("int", func(t *testing.T) { checkKeyForm[int](t, 1, -1<<62) })
+	t.Run("int", func(t *testing.T) { checkKeyForm[int](t, 1, math.MinInt) })
 	t.Run("uint8", func(t *testing.T) { checkKeyForm[uint8](t, 1, 255) })
 	t.Run("uint16", func(t *testing.T) { checkKeyForm[uint16](t, 1, 65535) })
 	t.Run("uint32", func(t *testing.T) { checkKeyForm[uint32](t, 1, 4_000_000_000) })

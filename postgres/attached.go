@@ -178,7 +178,7 @@ func (c *attached) Load(ctx context.Context, fn func(key []byte, s checkpoint.Ke
 		}}
 		// The id is our own integer, not user text: formatting it in is safe.
 		_, err = conn.Conn().PgConn().CopyTo(ctx, w, `COPY (SELECT key,
-				CASE WHEN state = 2 AND attempts = 0 THEN NULL ELSE state * `+strconv.Itoa(loadStateUnit)+`::bigint + attempts END
+				CASE WHEN state = 2 AND attempts = 0 THEN NULL ELSE state * `+strconv.FormatInt(loadStateUnit, 10)+`::bigint + attempts END
 			FROM checkpoint.items WHERE checkpoint_id = `+strconv.FormatInt(c.id, 10)+` AND state > 0) TO STDOUT`)
 		if err == nil {
 			err = w.flush()

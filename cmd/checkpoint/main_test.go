@@ -139,7 +139,7 @@ func manyFailures(t *testing.T) string {
 	for i := range 100 {
 		switch {
 		case i%10 == 0:
-			require.NoError(t, r.SaveError(i, fmt.Errorf("HTTP 503 for id %x", 0xabcdef00+i)))
+			require.NoError(t, r.SaveError(i, fmt.Errorf("HTTP 503 for id %x", 0xabcdef00+int64(i))))
 		case i%3 == 0:
 			require.NoError(t, r.SaveError(i, fmt.Errorf("429 too many requests (retry after %ds)", i%17)))
 		default:
