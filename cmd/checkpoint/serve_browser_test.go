@@ -338,6 +338,26 @@ func TestServeBrowser(t *testing.T) {
 	}
 	b.screenshot("compare.png")
 
+	// Records per minute of a short, bursty job: 100 records every 100 ms
+	// for 2 s is 60,000 a minute throughout, not spikes between zeros (60
+	// buckets of 32 ms each held a burst or nothing).
+	b.do("rate a bursty job", chromedp.Evaluate[chromedp.Void](`import('/assets/chart.js').then((m) => {
+		const pts = [];
+		for (let burst = 0; burst < 20; burst++) for (let i = 0; i < 100; i++) pts.push({ x: 1e12 + burst * 100, y: burst * 100 + i + 1 });
+		window.__rates = m.perMinute(pts).map((p) => p.y);
+	})`))
+	b.wait("the rates", `Array.isArray(window.__rates)`)
+	rates := eval[[]float64](b, `window.__rates`)
+	if len(rates) < 2 {
+		t.Errorf("perMinute gave %d buckets for 2 s, want at least 2", len(rates))
+	}
+	for _, r := range rates {
+		if r < 0.8*60000 || r > 1.2*60000 {
+			t.Errorf("perMinute of a steady 60,000/min gave %v", rates)
+			break
+		}
+	}
+
 	if p := b.consoleProblems(); len(p) > 0 {
 		t.Errorf("the page logged %d problems:\n%s", len(p), strings.Join(p, "\n"))
 	}

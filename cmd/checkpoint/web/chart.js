@@ -80,12 +80,15 @@ export function lineChart({ title, series, time = true, yLabel = '', xLabel = ''
 }
 
 // perMinute turns a cumulative count over time into records per minute, in
-// about 60 buckets.
+// about 60 buckets of at least a second. Records come in bursts (a batch, a
+// flush); a job of a few seconds cut into 60 buckets of a few milliseconds
+// would show each burst as a spike and each gap as zero. A job shorter than
+// two seconds gets two buckets.
 export function perMinute(points) {
   if (points.length < 2) return points.map((p) => ({ x: p.x, y: 0 }));
   const t0 = points[0].x, t1 = points.at(-1).x;
   const span = Math.max(t1 - t0, 1);
-  const bucket = Math.max(span / 60, 1); // ms; the rate is still per minute
+  const bucket = Math.max(span / 60, Math.min(1000, span / 2)); // ms; the rate is still per minute
   let j = 0;
   const at = (t) => { // cumulative count at t, linear between points
     while (j < points.length - 1 && points[j + 1].x <= t) j++;
