@@ -151,24 +151,9 @@ func (s *Snapshots) Open(name string) (*os.File, error) {
 	return f, err
 }
 
-// open opens the newest file of name. A save of the other kind can replace
-// the file between looking for it and opening it, or between the looks at
-// the two kinds; so a look that finds nothing is done again with the folder
-// locked against publishing.
+// open opens the newest file of name.
 func (s *Snapshots) open(name string) (*os.File, string, error) {
-	f, kind, err := s.open1(name)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return f, kind, err
-	}
-	unlock, lerr := s.lockFolder(false)
-	if errors.Is(lerr, fs.ErrNotExist) {
-		return nil, "", err
-	}
-	if lerr != nil {
-		return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, lerr)
-	}
-	defer unlock()
-	return s.open1(name)
+	return lookTwice(s, name, s.open1)
 }
 
 func (s *Snapshots) open1(name string) (*os.File, string, error) {
@@ -185,19 +170,27 @@ func (s *Snapshots) open1(name string) (*os.File, string, error) {
 
 // find returns the file of name as open does, without opening it.
 func (s *Snapshots) find(name string) (fs.FileInfo, string, error) {
-	fi, kind, err := s.find1(name)
+	return lookTwice(s, name, s.find1)
+}
+
+// lookTwice looks for name once and, if that finds nothing, again with the
+// folder locked against publishing. A save of the other kind can replace
+// the file between looking for it and opening it, or between the looks at
+// the two kinds; under the lock no save is between the two.
+func lookTwice[T any](s *Snapshots, name string, look func(string) (T, string, error)) (T, string, error) {
+	v, kind, err := look(name)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return fi, kind, err
+		return v, kind, err
 	}
 	unlock, lerr := s.lockFolder(false)
 	if errors.Is(lerr, fs.ErrNotExist) {
-		return nil, "", err
+		return v, kind, err // no folder: no snapshot
 	}
 	if lerr != nil {
-		return nil, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, lerr)
+		return v, "", fmt.Errorf("checkpoint: snapshot %q: %w", name, lerr)
 	}
 	defer unlock()
-	return s.find1(name)
+	return look(name)
 }
 
 // find1 looks once for the file of name: its kind's file, or if a crash
