@@ -261,6 +261,14 @@ func TestTwoRunnersShareTheWork(t *testing.T) {
 		items[i] = i
 	}
 	runs := make([]atomic.Int32, n)
+	// Each runner's calls wait until both runners have made one. Without
+	// that, the runner that started first could claim in ever larger
+	// batches and do every item before the other claimed any (which is
+	// right, but not what this test is about). A runner that waits holds a
+	// few batches at most, so the other one gets items.
+	var arrived atomic.Int32
+	var entered [2]sync.Once
+	both := make(chan struct{})
 	var wg sync.WaitGroup
 	sums := make([]checkpoint.Summary, 2)
 	for w := range 2 {
@@ -269,6 +277,17 @@ func TestTwoRunnersShareTheWork(t *testing.T) {
 			var err error
 			sums[w], err = r.Process(context.Background(), slices.Values(items), ident,
 				func(ctx context.Context, i int) (any, error) {
+					entered[w].Do(func() {
+						if arrived.Add(1) == 2 {
+							close(both)
+						}
+					})
+					select {
+					case <-both:
+					case <-time.After(30 * time.Second):
+						t.Error("the other runner ran nothing in 30 s")
+						return nil, errors.New("the other runner ran nothing in 30 s")
+					}
 					runs[i].Add(1)
 					return i, nil
 				}, checkpoint.WithWorkers(8))
