@@ -174,11 +174,16 @@ func TestCachedLeaderCancelled(t *testing.T) {
 
 	// A waiter whose own ctx ends stops waiting.
 	block := make(chan struct{})
-	c2, err := Cached("wait", func(ctx context.Context, k int) (int, error) { <-block; return 1, nil }, WithDir(t.TempDir()), flQuiet())
+	entered := make(chan struct{})
+	c2, err := Cached("wait", func(ctx context.Context, k int) (int, error) {
+		close(entered) // once: the second Get must wait, not call
+		<-block
+		return 1, nil
+	}, WithDir(t.TempDir()), flQuiet())
 	require.NoError(t, err)
 	defer c2.Close()
 	go c2.Get(context.Background(), 1)
-	time.Sleep(10 * time.Millisecond)
+	<-entered
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer wcancel()
 	_, err = c2.Get(wctx, 1)
