@@ -58,8 +58,10 @@ func TestEditKill9(t *testing.T) {
 				// and lands at once or within 100µs: on a quiet machine with
 				// a fast folder fsync the marker lives for well under a
 				// millisecond (a batch of two renames), which kills spread
-				// over the whole call, or even over 2 ms, seldom hit.
-				atMarker := i%3 == 0
+				// over the whole call, or even over 2 ms, seldom hit. Such a
+				// kill hits it 20-75% of the time, so once the old and the
+				// new state have been seen, every kill aims at the marker.
+				atMarker := i%3 == 0 || (old > 0 && new > 0 && marked == 0)
 				delay := time.Duration(rng.Int64N(int64(dur*6/5) + 1))
 				if atMarker {
 					delay = time.Duration(rng.Int64N(int64(100 * time.Microsecond)))
@@ -122,16 +124,33 @@ func runEditProg(t *testing.T, bin, dir string, args []string, delay time.Durati
 	require.Equal(t, "start\n", line)
 	start := time.Now()
 	if delay >= 0 {
+		var ended chan struct{}
 		if atMarker {
+			// Poll until the marker appears, or until the call is over
+			// (its "done" line, or the end of its output) and it never will.
+			ended = make(chan struct{})
+			go func() {
+				defer close(ended)
+				rd.ReadString('\n')
+			}()
 			marker := markerPath(dir, "job")
+		poll:
 			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 				if _, err := os.Stat(marker); err == nil {
 					break
+				}
+				select {
+				case <-ended:
+					break poll
+				default:
 				}
 			}
 		}
 		time.Sleep(delay)
 		_ = cmd.Process.Kill()
+		if ended != nil {
+			<-ended // the reader's goroutine is done with rd
+		}
 		io.Copy(io.Discard, rd)
 		_ = cmd.Wait()
 		return 0
