@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,6 +382,9 @@ func TestHelperSlowJob(t *testing.T) {
 		items[i] = i
 	}
 	fmt.Println("opened")
+	// Wait for the test's go-ahead: watch has read the checkpoint as it
+	// was, so every failure below is news to it.
+	bufio.NewReader(os.Stdin).ReadString('\n')
 	for it := range r.Iterate(items, func(i int) int { return i }) {
 		time.Sleep(10 * time.Millisecond)
 		if it%8 == 7 {
@@ -405,17 +409,29 @@ func TestWatchFollowsAJob(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CHECKPOINT_SLOW_DIR="+dir)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	defer cmd.Wait()
+	defer stdin.Close() // lets the job go on if the test fails early
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "opened\n", line)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var out, errb bytes.Buffer
-	code := run(ctx, []string{"watch", "slow", "--every", "100ms", "--dir", dir}, &out, &errb)
-	require.Equal(t, 0, code, errb.String())
+	out := &lockedBuffer{}
+	var errb bytes.Buffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"watch", "slow", "--every", "100ms", "--dir", dir}, out, &errb) }()
+	// The job starts once watch has shown the checkpoint as it was.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "slow: resumed"); {
+		require.True(t, time.Now().Before(deadline), "watch printed no first line: %q", out.String())
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err = io.WriteString(stdin, "go\n")
+	require.NoError(t, err)
+	require.Equal(t, 0, <-code, errb.String())
 	require.NoError(t, ctx.Err(), "watch did not end when the job did")
 	text := out.String()
 	assert.Contains(t, text, "slow: resumed")
@@ -425,4 +441,22 @@ func TestWatchFollowsAJob(t *testing.T) {
 	assert.Regexp(t, `slow: \d+ done, \d+ failed|slow: \d+/40 \(\d+%\), \d+ failed`, text, "a progress line while the job ran")
 	assert.Contains(t, text, "slow: finished 40/40")
 	assert.Contains(t, text, "5 failed")
+}
+
+// lockedBuffer is a bytes.Buffer that a test may read while a command writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
