@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -345,11 +346,25 @@ func TestServeBrowser(t *testing.T) {
 		const pts = [];
 		for (let burst = 0; burst < 20; burst++) for (let i = 0; i < 100; i++) pts.push({ x: 1e12 + burst * 100, y: burst * 100 + i + 1 });
 		window.__rates = m.perMinute(pts).map((p) => p.y);
+		const fig = m.lineChart({ title: 't', series: [{ name: 'n', points: [{ x: 1e12, y: 0 }, { x: 1e12 + 2500, y: 1 }] }] });
+		window.__xlabels = [...fig.querySelectorAll('.grid text[text-anchor=middle]')].map((e) => e.textContent);
 	})`))
 	b.wait("the rates", `Array.isArray(window.__rates)`)
 	rates := eval[[]float64](b, `window.__rates`)
 	if len(rates) < 2 {
 		t.Errorf("perMinute gave %d buckets for 2 s, want at least 2", len(rates))
+	}
+	// The time axis of a job of seconds: each label once, with its hour
+	// ("17:16" alone reads as a time of day, not as minutes and seconds).
+	xlabels := eval[[]string](b, `window.__xlabels`)
+	if len(xlabels) < 2 || len(slices.Compact(slices.Clone(xlabels))) != len(xlabels) {
+		t.Errorf("time axis of 2.5 s labelled %q, want at least two distinct labels", xlabels)
+	}
+	for _, l := range xlabels {
+		if !regexp.MustCompile(`^\d\d:\d\d:\d\d$`).MatchString(l) {
+			t.Errorf("time axis of 2.5 s labelled %q, want hh:mm:ss", xlabels)
+			break
+		}
 	}
 	for _, r := range rates {
 		if r < 0.8*60000 || r > 1.2*60000 {

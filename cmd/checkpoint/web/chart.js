@@ -21,7 +21,8 @@ function timeLabel(ms, span) {
   const p = (x) => String(x).padStart(2, '0');
   if (span > 2 * 86400e3) return `${d.getMonth() + 1}/${d.getDate()} ${p(d.getHours())}h`;
   if (span > 120e3) return `${p(d.getHours())}:${p(d.getMinutes())}`;
-  return `${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  // Seconds with the hour: "17:16" alone reads as a time of day.
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
 // lineChart draws series [{name, points: [{x, y}]}] where x is a time in
@@ -51,8 +52,8 @@ export function lineChart({ title, series, time = true, yLabel = '', xLabel = ''
     grid.append(s('line', { x1: M.l, x2: W - M.r, y1: py(v), y2: py(v) }));
     grid.append(s('text', { x: M.l - 6, y: py(v) + 4, 'text-anchor': 'end' }, fmtNum(v)));
   }
-  // A time axis shorter than its labels' resolution (a few seconds shown as
-  // mm:ss) would repeat a label: each label is drawn once.
+  // A time axis shorter than its labels' resolution (a second or two
+  // shown to the second) would repeat a label: each label is drawn once.
   let last = null;
   for (const v of ticks(x0, x1, 5)) {
     const text = time ? timeLabel(v, x1 - x0) : fmtNum(v);
