@@ -218,6 +218,17 @@ func (s *Snapshots) find1(name string) (fs.FileInfo, string, error) {
 
 // List returns every snapshot, by name. A missing folder is an empty list.
 func (s *Snapshots) List() ([]SnapshotInfo, error) {
+	// With the folder locked against publishing: a read of the folder while
+	// a save replaced one kind of a name with the other could pass the new
+	// file's entry and miss the old one's.
+	unlock, err := s.lockFolder(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: snapshots: %w", err)
+	}
+	defer unlock()
 	entries, err := os.ReadDir(s.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -303,6 +304,45 @@ func TestSnapshotKindsRaceKeepOne(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, found, "round %d: both saves published, yet the name has no value", round)
 		require.Contains(t, []int{round, -round}, got, "round %d", round)
+	}
+}
+
+// List, while saves switch a name between its two kinds, always lists it:
+// a folder read between one kind's rename and the other's removal could
+// otherwise pass the new file's entry and miss the old one's.
+func TestSnapshotListDuringKindSwitches(t *testing.T) {
+	s := openSnaps(t)
+	for i := range 20 { // company, so the folder has more than one block of entries
+		require.NoError(t, s.Save(fmt.Sprintf("other-%02d", i), i))
+	}
+	require.NoError(t, s.Save("k", 0))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				assert.NoError(t, s.Save("k", i))
+				continue
+			}
+			w, err := s.Create("k")
+			if !assert.NoError(t, err) {
+				return
+			}
+			fmt.Fprint(w, i)
+			assert.NoError(t, w.Close())
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	for range 3000 {
+		list, err := s.List()
+		require.NoError(t, err)
+		require.Len(t, list, 21, "a listing missed a name: %v", list)
 	}
 }
 
