@@ -65,11 +65,3 @@ func (j *journal) setAside(log *slog.Logger, c *corruptLines) error {
 	}
 	return nil
 }
-
-// depthDelta and stringEnd are the tables of scanBodyBytes (record_scan.go):
-// a bracket's change to the depth, and the bytes that end a run inside a
-// string.
-var (
-	depthDelta = [256]int8{'{': 1, '[': 1, '}': -1, ']': -1}
-	stringEnd  = [256]bool{'"': true, '\\': true}
-)

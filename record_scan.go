@@ -162,6 +162,13 @@ func keyFieldAt(b []byte, q int) bool {
 	return open > 0 && b[open-1] == '\\' || bytes.IndexByte(b[open+1:q], '\\') >= 0
 }
 
+// depthDelta and stringEnd are scanBodyBytes' tables: a bracket's change to
+// the depth, and the bytes that end a run inside a string.
+var (
+	depthDelta = [256]int8{'{': 1, '[': 1, '}': -1, ']': -1}
+	stringEnd  = [256]bool{'"': true, '\\': true}
+)
+
 // scanBodyBytes is scanBody one byte at a time: the definition of its
 // answers, and its path for short bodies and bodies that are not JSON.
 func scanBodyBytes(b []byte) (whole, keyField bool) {

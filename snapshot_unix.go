@@ -24,15 +24,9 @@ func (s *Snapshots) lockFolder(exclusive bool) (unlock func(), err error) {
 	if exclusive {
 		how = syscall.LOCK_EX
 	}
-	for {
-		err = syscall.Flock(int(d.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := onFD(d, "flock", func(fd int) error { return syscall.Flock(fd, how) }); err != nil {
 		d.Close()
-		return nil, &os.PathError{Op: "flock", Path: s.dir, Err: err}
+		return nil, err
 	}
 	return func() { d.Close() }, nil
 }
