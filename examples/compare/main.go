@@ -77,8 +77,8 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("keys in both: %d, only in A: %d, only in B: %d\n", c.Both, c.OnlyA.Count, c.OnlyB.Count)
-	fmt.Printf("completed in A, failed in B: %d %v\n", c.FailedOnlyInB.Count, keysOf(c.FailedOnlyInB))
-	fmt.Printf("failed in A, completed in B: %d %v\n", c.FailedOnlyInA.Count, keysOf(c.FailedOnlyInA))
+	fmt.Printf("completed in A, failed in B: %s\n", countOf(c.FailedOnlyInB))
+	fmt.Printf("failed in A, completed in B: %s\n", countOf(c.FailedOnlyInA))
 	fmt.Printf("results equal: %d, different: %d (scores within %g count as equal)\n", c.Equal, c.Different, c.Tolerance)
 	for _, f := range c.Fields {
 		var ex []string
@@ -130,10 +130,15 @@ func evaluate(dir string, m model, items []int) error {
 	return r.Close()
 }
 
-func keysOf(o checkpoint.Outcomes) []string {
+// countOf shows a category's count and its example keys, marking with "…"
+// that Compare kept only a few of them (WithExamples).
+func countOf(o checkpoint.Outcomes) string {
 	var keys []string
 	for _, e := range o.Examples {
 		keys = append(keys, e.Key)
 	}
-	return keys
+	if len(keys) < o.Count {
+		keys = append(keys, "…")
+	}
+	return fmt.Sprintf("%d (%s)", o.Count, strings.Join(keys, ", "))
 }
